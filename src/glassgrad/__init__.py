@@ -1,0 +1,22 @@
+"""glassgrad: glass-box automatic differentiation for machine-learning people.
+
+>>> import numpy as np, glassgrad as gg
+>>> float(gg.grad(lambda x: np.sin(x) * x)(0.0))
+0.0
+"""
+
+from . import extend
+from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_anomaly, numerical_grad
+from ._mode import enable_grad, no_grad
+from ._ops import log_softmax, logsumexp, softmax
+from ._tensor import Tensor, tensor
+from ._transforms import grad, hessian, hvp, jacobian, jvp, linearize, value_and_grad, vjp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GradCheckReport", "GradientCheckError", "Tensor", "check_grad", "detect_anomaly",
+    "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
+    "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",
+    "value_and_grad", "vjp",
+]

@@ -1,0 +1,93 @@
+"""Primitives and how a call to one is routed to the right level of tracing.
+
+A primitive is one NumPy-level operation together with its derivative rules. Calling it
+(``bind``) on plain arrays just runs the NumPy implementation. When an argument is a
+traced value, the primitive hands itself to the trace of the *highest* level among its
+arguments; that trace unwraps its own values, calls the primitive again on the values one
+level down, and wraps the result. Nested transforms therefore never confuse each other's
+perturbations: each one only ever sees its own level.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Levels of transforms grow monotonically, so an inner transform always outranks the
+# transforms that enclose it. Level 0 is the eager tape of ``Tensor``.
+_level_counter = itertools.count(1)
+
+
+def new_level() -> int:
+    """A fresh level, higher than every level handed out before."""
+    return next(_level_counter)
+
+
+class Traced:
+    """Base of every traced value. ``_level`` says which transform owns it."""
+
+    __slots__ = ("_level",)
+
+    def _process(self, prim: Primitive, args: tuple, params: dict) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """How the table-driven tests exercise a primitive.
+
+    ``make_args(rng)`` returns a list of ``(args, params)`` examples with valid inputs;
+    ``smooth`` is False for primitives whose numeric derivative is only checked away from
+    kinks (the examples must then stay away from them).
+    """
+
+    make_args: Callable[[Any], list[tuple[tuple, dict]]]
+    second_order: bool = True
+
+
+@dataclass(eq=False)
+class Primitive:
+    """One differentiable operation: its implementation and its rules, side by side.
+
+    * ``impl(*args, **params)`` computes the result on plain arrays.
+    * ``vjps[i](g, ans, *args, **params)`` pulls the cotangent ``g`` of the output back to
+      argument ``i``; ``None`` marks an argument that is never differentiated (an index, a
+      condition). The engine un-broadcasts the result to the argument's shape.
+    * ``jvp(tangents, ans, *args, **params)`` pushes tangents forward; ``tangents[i]`` is
+      ``None`` for an argument with a zero tangent.
+
+    Rules are written with primitives, never with raw ``.data``, so they are
+    differentiable themselves and higher derivatives need no extra code.
+    """
+
+    name: str
+    impl: Callable[..., Any]
+    vjps: Sequence[Callable[..., Any] | None] = ()
+    jvp: Callable[..., Any] | None = None
+    nondifferentiable: bool = False
+    test: TestSpec | None = field(default=None, repr=False)
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        top = None
+        for a in args:
+            if isinstance(a, Traced) and (top is None or a._level > top._level):
+                top = a
+        if top is None:
+            return self.impl(*args, **params)
+        return top._process(self, args, params)
+
+    def __repr__(self) -> str:
+        return f"<primitive {self.name}>"
+
+
+# The rule table: every primitive registered here is walked by the derivative tests.
+PRIMITIVES: dict[str, Primitive] = {}
+
+
+def register(prim: Primitive) -> Primitive:
+    if prim.name in PRIMITIVES:
+        raise ValueError(f"a primitive named {prim.name!r} is already registered")
+    PRIMITIVES[prim.name] = prim
+    return prim
