@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _ops
 from . import _rules as R
-from ._primitive import Traced
+from ._primitive import Primitive, Traced
 from ._rules import raw
 
 
@@ -26,6 +26,9 @@ def _concrete_index(index: Any) -> Any:
     if isinstance(index, list):
         return np.asarray(index)
     return index
+
+
+_NO_PARAMS: dict = {}
 
 
 class ArrayMethods(Traced):
@@ -140,18 +143,24 @@ class ArrayMethods(Traced):
 
     # --- NumPy protocols -------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        op = _ops.UFUNCS.get(ufunc)
+        if op is None or method != "__call__" or kwargs:
+            return self._unusual_ufunc(ufunc, method, inputs, kwargs)
+        if len(inputs) == 1 and type(op) is Primitive:
+            return self._process(op, inputs, _NO_PARAMS)  # self is the only input
+        return op(*inputs)
+
+    def _unusual_ufunc(self, ufunc, method, inputs, kwargs):
         if method != "__call__":
             raise TypeError(f"np.{ufunc.__name__}.{method} is not supported on traced "
                             "values; use the matching reduction (np.sum, np.max, ...)")
         if ufunc in _ops.NONDIFFERENTIABLE_UFUNCS:
             return ufunc(*[raw(x) for x in inputs], **kwargs)
-        op = _ops.UFUNCS.get(ufunc)
-        if op is None:
+        if ufunc not in _ops.UFUNCS:
             raise TypeError(f"np.{ufunc.__name__} is not supported on traced values "
                             "(no derivative rule); see gg.extend.defprimitive to add one")
-        if kwargs:
-            _ops._no_out(ufunc.__name__, kwargs)
-        return op(*inputs)
+        _ops._no_out(ufunc.__name__, kwargs)
+        return _ops.UFUNCS[ufunc](*inputs)
 
     def __array_function__(self, func, types, args, kwargs):
         if func in _ops.NONDIFFERENTIABLE_FUNCTIONS:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ._array_methods import ArrayMethods
 from ._mode import MODE
 from ._primitive import Primitive
@@ -28,6 +30,15 @@ class Dual(ArrayMethods):
 
     def _raw(self) -> Any:
         return self.primal
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return getattr(self.primal, "shape", ())
+
+    @property
+    def dtype(self) -> np.dtype:
+        primal = self.primal
+        return primal.dtype if hasattr(primal, "dtype") else np.result_type(primal)
 
     def _process(self, prim: Primitive, args: tuple, params: dict) -> Dual:
         level = self._level

@@ -35,7 +35,7 @@ class Traced:
 
 
 @dataclass(frozen=True)
-class TestSpec:
+class Examples:
     """How the table-driven tests exercise a primitive.
 
     ``make_args(rng)`` returns a list of ``(args, params)`` examples with valid inputs;
@@ -67,7 +67,7 @@ class Primitive:
     vjps: Sequence[Callable[..., Any] | None] = ()
     jvp: Callable[..., Any] | None = None
     nondifferentiable: bool = False
-    test: TestSpec | None = field(default=None, repr=False)
+    test: Examples | None = field(default=None, repr=False)
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         top = None
@@ -76,10 +76,18 @@ class Primitive:
                 top = a
         if top is None:
             return self.impl(*args, **params)
+        if self.nondifferentiable:  # a mask or a sign: computed on the concrete values
+            return self.impl(*[_concrete(a) for a in args], **params)
         return top._process(self, args, params)
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
+
+
+def _concrete(x: Any) -> Any:
+    while isinstance(x, Traced):
+        x = x._raw()
+    return x
 
 
 # The rule table: every primitive registered here is walked by the derivative tests.

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._primitive import Primitive, TestSpec, register
+from ._primitive import Primitive, Examples, Traced, register
 
 Rule = Callable[..., Any]
 
@@ -35,7 +35,7 @@ def defprimitive(
     derivatives: Sequence[Rule | None] | None = None,
     linear: bool = False,
     nondifferentiable: bool = False,
-    test: TestSpec | None = None,
+    test: Examples | None = None,
 ) -> Primitive:
     """Declare a primitive once, with its implementation and rules side by side.
 
@@ -91,7 +91,8 @@ def _linear_jvp(name: str) -> Rule:
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
-    return x.shape if hasattr(x, "shape") else np.shape(x)
+    shape = getattr(x, "shape", None)
+    return np.shape(x) if shape is None else shape
 
 
 def ndim_of(x: Any) -> int:
@@ -99,7 +100,8 @@ def ndim_of(x: Any) -> int:
 
 
 def dtype_of(x: Any) -> np.dtype:
-    return x.dtype if hasattr(x, "dtype") else np.result_type(x)
+    dtype = getattr(x, "dtype", None)
+    return np.result_type(x) if dtype is None else dtype
 
 
 def zeros_like(x: Any) -> np.ndarray:
@@ -108,13 +110,11 @@ def zeros_like(x: Any) -> np.ndarray:
 
 
 def _float_dtype(dtype: np.dtype) -> np.dtype:
-    return dtype if np.issubdtype(dtype, np.inexact) else np.dtype(np.float64)
+    return dtype if dtype.kind in "fc" else np.dtype(np.float64)
 
 
 def raw(x: Any) -> Any:
     """The concrete array behind any traced value (for masks and shapes only)."""
-    from ._primitive import Traced
-
     while isinstance(x, Traced):
         x = x._raw()
     return x
@@ -158,7 +158,7 @@ def _unary(low=-2.0, high=2.0, **params):
     def make(rng):
         return [((_uniform(rng, s, low, high),), dict(params)) for s in _SHAPES]
 
-    return TestSpec(make)
+    return Examples(make)
 
 
 def _binary(low=-2.0, high=2.0, low_y=None, high_y=None):
@@ -172,7 +172,7 @@ def _binary(low=-2.0, high=2.0, low_y=None, high_y=None):
             for sx, sy in pairs
         ]
 
-    return TestSpec(make)
+    return Examples(make)
 
 
 def _away_from_zero(rng, shape, low=0.3, high=2.0):
@@ -213,7 +213,7 @@ def _sigmoid_impl(x, *, a=1.0):
 sigmoid = defprimitive(
     "sigmoid", _sigmoid_impl,
     derivatives=[lambda ans, x, *, a=1.0: a * (ans * (1.0 - ans))],
-    test=TestSpec(lambda rng: [((_uniform(rng, s, -3, 3),), {"a": a})
+    test=Examples(lambda rng: [((_uniform(rng, s, -3, 3),), {"a": a})
                                for s in _SHAPES for a in (1.0, 2.5)]),
 )
 
@@ -226,10 +226,10 @@ def _relu_impl(x):
 
 # relu and abs have a kink at 0; glassgrad takes the derivative there to be 0.
 relu = defprimitive("relu", _relu_impl, derivatives=[lambda ans, x: raw(x) > 0],
-                    test=TestSpec(lambda rng: [((_away_from_zero(rng, s),), {})
+                    test=Examples(lambda rng: [((_away_from_zero(rng, s),), {})
                                                for s in _SHAPES]))
 abs_ = defprimitive("abs", np.abs, derivatives=[lambda ans, x: sign(x)],
-                    test=TestSpec(lambda rng: [((_away_from_zero(rng, s),), {})
+                    test=Examples(lambda rng: [((_away_from_zero(rng, s),), {})
                                                for s in _SHAPES]))
 
 # --- elementwise, two arguments ------------------------------------------------------------
@@ -245,7 +245,7 @@ div = defprimitive(
     "div", np.true_divide,
     vjp=[lambda g, ans, x, y: g / y, lambda g, ans, x, y: neg(g) * ans / y],
     derivatives=[lambda ans, x, y: 1.0 / y, lambda ans, x, y: neg(ans) / y],
-    test=TestSpec(lambda rng: [((_uniform(rng, sx), _away_from_zero(rng, sy)), {})
+    test=Examples(lambda rng: [((_uniform(rng, sx), _away_from_zero(rng, sy)), {})
                                for sx, sy in [((), ()), ((3, 1), (1, 4)), ((2, 3), ())]]),
 )
 
@@ -305,7 +305,7 @@ where = defprimitive(
          lambda g, ans, c, x, y: where(raw(c), 0.0, g)],
     jvp=lambda t, ans, c, x, y: where(raw(c), 0.0 if t[1] is None else t[1],
                                       0.0 if t[2] is None else t[2]),
-    test=TestSpec(_where_test),
+    test=Examples(_where_test),
 )
 
 
@@ -326,7 +326,7 @@ def _clip_mask(ans, x, *, lo=None, hi=None):
 
 clip = defprimitive(
     "clip", _clip_impl, derivatives=[_clip_mask],
-    test=TestSpec(lambda rng: [((np.array([-1.7, -0.6, 0.2, 0.9, 1.5]),),
+    test=Examples(lambda rng: [((np.array([-1.7, -0.6, 0.2, 0.9, 1.5]),),
                                 {"lo": -1.0, "hi": 1.0}),
                                ((_uniform(rng, (2, 3)),), {"lo": -0.4, "hi": None})]),
 )
@@ -348,7 +348,7 @@ sum_ = defprimitive(
     "sum", _sum_impl,
     vjp=[lambda g, ans, x, *, axis=None, keepdims=False:
          broadcast_to(_restore_reduced(g, x, axis, keepdims), shape=shape_of(x))],
-    linear=True, test=TestSpec(_reduce_test),
+    linear=True, test=Examples(_reduce_test),
 )
 
 
@@ -366,7 +366,7 @@ mean = defprimitive(
     vjp=[lambda g, ans, x, *, axis=None, keepdims=False:
          broadcast_to(_restore_reduced(g, x, axis, keepdims), shape=shape_of(x))
          / _count(x, axis)],
-    linear=True, test=TestSpec(_reduce_test),
+    linear=True, test=Examples(_reduce_test),
 )
 
 
@@ -389,7 +389,7 @@ def _extremum(name, impl):
     def run(x, *, axis=None, keepdims=False):
         return impl(x, axis=axis, keepdims=keepdims)
 
-    return defprimitive(name, run, vjp=[vjp], jvp=jvp, test=TestSpec(_reduce_test))
+    return defprimitive(name, run, vjp=[vjp], jvp=jvp, test=Examples(_reduce_test))
 
 
 max_ = _extremum("max", np.max)
@@ -405,7 +405,7 @@ def _reshape_impl(x, *, shape):
 reshape = defprimitive(
     "reshape", _reshape_impl,
     vjp=[lambda g, ans, x, *, shape: reshape(g, shape=shape_of(x))], linear=True,
-    test=TestSpec(lambda rng: [((_uniform(rng, (2, 3)),), {"shape": (3, 2)}),
+    test=Examples(lambda rng: [((_uniform(rng, (2, 3)),), {"shape": (3, 2)}),
                                ((_uniform(rng, (6,)),), {"shape": (2, -1)})]),
 )
 
@@ -422,7 +422,7 @@ transpose = defprimitive(
     "transpose", _transpose_impl,
     vjp=[lambda g, ans, x, *, axes=None:
          transpose(g, axes=_inverse_axes(axes, ndim_of(x)))], linear=True,
-    test=TestSpec(lambda rng: [((_uniform(rng, (2, 3)),), {}),
+    test=Examples(lambda rng: [((_uniform(rng, (2, 3)),), {}),
                                ((_uniform(rng, (2, 3, 4)),), {"axes": (1, 2, 0)})]),
 )
 
@@ -446,13 +446,13 @@ def sum_to_impl(x, *, shape):
 broadcast_to = defprimitive(
     "broadcast_to", _broadcast_to_impl,
     vjp=[lambda g, ans, x, *, shape: sum_to(g, shape=shape_of(x))], linear=True,
-    test=TestSpec(lambda rng: [((_uniform(rng, (3, 1)),), {"shape": (2, 3, 4)}),
+    test=Examples(lambda rng: [((_uniform(rng, (3, 1)),), {"shape": (2, 3, 4)}),
                                ((_uniform(rng, ()),), {"shape": (2,)})]),
 )
 sum_to = defprimitive(
     "sum_to", sum_to_impl,
     vjp=[lambda g, ans, x, *, shape: broadcast_to(g, shape=shape_of(x))], linear=True,
-    test=TestSpec(lambda rng: [((_uniform(rng, (2, 3, 4)),), {"shape": (3, 1)}),
+    test=Examples(lambda rng: [((_uniform(rng, (2, 3, 4)),), {"shape": (3, 1)}),
                                ((_uniform(rng, (2, 3)),), {"shape": ()})]),
 )
 
@@ -464,7 +464,7 @@ def _astype_impl(x, *, dtype):
 astype = defprimitive(
     "astype", _astype_impl,
     vjp=[lambda g, ans, x, *, dtype: astype(g, dtype=dtype_of(x))], linear=True,
-    test=TestSpec(lambda rng: [((_uniform(rng, (3,)),), {"dtype": np.float64})]),
+    test=Examples(lambda rng: [((_uniform(rng, (3,)),), {"dtype": np.float64})]),
 )
 
 
@@ -498,12 +498,12 @@ def _getitem_test(rng):
 getitem = defprimitive(
     "getitem", _getitem_impl,
     vjp=[lambda g, ans, x, *, index: scatter_add(g, shape=shape_of(x), index=index)],
-    linear=True, test=TestSpec(_getitem_test),
+    linear=True, test=Examples(_getitem_test),
 )
 scatter_add = defprimitive(
     "scatter_add", _scatter_add_impl,
     vjp=[lambda g, ans, x, *, shape, index: getitem(g, index=index)], linear=True,
-    test=TestSpec(lambda rng: [((_uniform(rng, (5, 3)),),
+    test=Examples(lambda rng: [((_uniform(rng, (5, 3)),),
                                 {"shape": (4, 3), "index": (np.array([0, 2, 0, 3, 2]),)}),
                                ((_uniform(rng, (2,)),), {"shape": (4,), "index": slice(1, 3)})]),
 )
@@ -535,7 +535,7 @@ class _ConcatVJPs:
 
 concatenate = defprimitive(
     "concatenate", _concatenate_impl, vjp=_ConcatVJPs(), linear=True,
-    test=TestSpec(lambda rng: [((_uniform(rng, (2, 3)), _uniform(rng, (1, 3))), {"axis": 0}),
+    test=Examples(lambda rng: [((_uniform(rng, (2, 3)), _uniform(rng, (1, 3))), {"axis": 0}),
                                ((_uniform(rng, (2, 1)), _uniform(rng, (2, 3)),
                                  _uniform(rng, (2, 2))), {"axis": -1})]),
 )
@@ -590,4 +590,4 @@ def _matmul_test(rng):
 
 
 matmul = defprimitive("matmul", np.matmul, vjp=[_matmul_vjp_x, _matmul_vjp_y],
-                      jvp=_matmul_jvp, test=TestSpec(_matmul_test))
+                      jvp=_matmul_jvp, test=Examples(_matmul_test))

@@ -12,6 +12,9 @@ no reference cycles and is freed as soon as the last tensor of it is unreachable
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -19,19 +22,32 @@ import numpy as np
 from ._array_methods import ArrayMethods
 from ._mode import MODE
 from ._primitive import Primitive
-from ._rules import add, raw, shape_of, sum_to
+from ._rules import add, raw, sum_to
 
 
-class Node:
-    __slots__ = ("prim", "args", "params", "ans", "parents")
+# Creation order: a tensor is always created after its parents, so visiting tensors by
+# decreasing sequence number is a topological order (children before parents).
+_sequence = itertools.count()
 
-    def __init__(self, prim: Primitive, args: list, params: dict, ans: Any,
-                 parents: list[tuple[int, Tensor]]):
-        self.prim = prim
-        self.args = args
-        self.params = params
-        self.ans = ans
-        self.parents = parents
+
+class Node(tuple):
+    """What a recorded operation remembers: ``(prim, args, params, ans, parents)``.
+
+    ``args`` are the argument values one level down (constants included), ``ans`` the
+    output value, ``parents`` the ``(argnum, Tensor)`` pairs that receive cotangents. A
+    tuple, because one is built for every recorded operation.
+    """
+
+    __slots__ = ()
+    prim = property(itemgetter(0))
+    args = property(itemgetter(1))
+    params = property(itemgetter(2))
+    ans = property(itemgetter(3))
+    parents = property(itemgetter(4))
+
+
+_new_node = tuple.__new__
+_new_object = object.__new__
 
 
 class Tensor(ArrayMethods):
@@ -44,7 +60,7 @@ class Tensor(ArrayMethods):
     array([2., 4., 6.])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_seq", "__weakref__")
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None):
         data = _as_array(data, dtype)
@@ -56,6 +72,7 @@ class Tensor(ArrayMethods):
         self.requires_grad = bool(requires_grad)
         self._node: Node | None = None
         self._level = 0
+        self._seq = next(_sequence)
 
     # --- construction on the hot path ------------------------------------------------------
     @staticmethod
@@ -66,28 +83,51 @@ class Tensor(ArrayMethods):
         t.requires_grad = node is not None
         t._node = node
         t._level = level
+        t._seq = next(_sequence)
         return t
 
     def _raw(self) -> Any:
         return self.data
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return getattr(self.data, "shape", ())
+
+    @property
+    def dtype(self) -> np.dtype:
+        data = self.data
+        return data.dtype if hasattr(data, "dtype") else np.result_type(data)
+
     def _process(self, prim: Primitive, args: tuple, params: dict) -> Tensor:
         level = self._level
-        vals = list(args)
-        parents = []
-        for i, a in enumerate(args):
-            if type(a) is Tensor and a._level == level:
-                vals[i] = a.data
-                if a.requires_grad:
-                    parents.append((i, a))
+        if len(args) == 1:  # self is the argument: the common unary case, unrolled
+            vals: Any = (self.data,)
+            parents: Any = ((0, self),) if self.requires_grad else ()
+        else:
+            vals = list(args)
+            parents = []
+            for i, a in enumerate(args):
+                if type(a) is Tensor and a._level == level:
+                    vals[i] = a.data
+                    if a.requires_grad:
+                        parents.append((i, a))
         mode = MODE.get()
         # At level 0 every value is concrete, so the implementation runs directly.
         ans = prim.impl(*vals, **params) if level == 0 else prim(*vals, **params)
         if mode.anomaly:
             _check_finite(ans, prim.name, "forward")
+        t = _new_object(Tensor)
+        t.data = ans
+        t.grad = None
+        t._level = level
+        t._seq = next(_sequence)
         if parents and (level or mode.grad_enabled):
-            return Tensor._wrap(ans, level, Node(prim, vals, params, ans, parents))
-        return Tensor._wrap(ans, level, None)
+            t.requires_grad = True
+            t._node = _new_node(Node, (prim, vals, params, ans, parents))
+        else:
+            t.requires_grad = False
+            t._node = None
+        return t
 
     # --- the PyTorch-style surface ---------------------------------------------------------
     @property
@@ -209,54 +249,65 @@ def _owned(g: np.ndarray, seen: set[int]) -> np.ndarray:
 
 
 def toposort(roots: list[Tensor]) -> list[Tensor]:
-    """Tensors reachable from ``roots``, every parent before its children (iterative DFS)."""
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
+    """Tensors reachable from ``roots``, every parent before its children."""
+    seen = {id(r): r for r in roots}
+    stack = list(seen.values())
     while stack:
-        t, finished = stack.pop()
-        if finished:
-            order.append(t)
-            continue
-        if id(t) in visited:
-            continue
-        visited.add(id(t))
-        stack.append((t, True))
-        if t._node is not None:
-            stack.extend((p, False) for _, p in t._node.parents if id(p) not in visited)
-    return order
+        node = stack.pop()._node
+        if node is not None:
+            for _, p in node.parents:
+                if id(p) not in seen:
+                    seen[id(p)] = p
+                    stack.append(p)
+    return sorted(seen.values(), key=_by_sequence)
+
+
+def _by_sequence(t: Tensor) -> int:
+    return t._seq
 
 
 def backprop(roots: list[tuple[Tensor, Any]]) -> list[tuple[Tensor, Any]]:
     """Send cotangents from ``roots`` back to the leaves; returns ``(leaf, gradient)``.
 
-    Each node's rule runs once, after all of its children have contributed; cotangents
-    of a tensor used several times are summed.
+    Tensors are visited newest first (a max-heap on creation order), so each node's rule
+    runs once, after every child has contributed; cotangents of a tensor used several
+    times are summed. No recursion: chains of any length work.
     """
     grads: dict[int, Any] = {}
+    heap: list[tuple[int, Tensor]] = []
     for t, g in roots:
-        grads[id(t)] = g if id(t) not in grads else add(grads[id(t)], g)
+        if id(t) in grads:
+            grads[id(t)] = add(grads[id(t)], g)
+        else:
+            grads[id(t)] = g
+            heap.append((-t._seq, t))
+    heapq.heapify(heap)
     anomaly = MODE.get().anomaly
     leaves = []
-    for t in reversed(toposort([t for t, _ in roots])):
-        g = grads.pop(id(t), None)
-        if g is None:
-            continue
+    while heap:
+        t = heapq.heappop(heap)[1]
+        g = grads.pop(id(t))
         node = t._node
         if node is None:
             leaves.append((t, g))
             continue
-        prim = node.prim
-        for i, parent in node.parents:
-            contrib = prim.vjps[i](g, node.ans, *node.args, **node.params)
+        prim, args, params, ans, parents = node
+        for i, parent in parents:
+            contrib = prim.vjps[i](g, ans, *args, **params)
             if anomaly:
                 _check_backward(contrib, g, prim.name)
-            parent_shape = shape_of(parent.data)
-            if shape_of(contrib) != parent_shape:
-                contrib = sum_to(contrib, shape=parent_shape)
+            # Only operations of several arguments broadcast; un-broadcast them here,
+            # in one place, instead of in every rule.
+            if len(args) > 1:
+                parent_shape = getattr(parent.data, "shape", ())
+                if getattr(contrib, "shape", ()) != parent_shape:
+                    contrib = sum_to(contrib, shape=parent_shape)
             key = id(parent)
-            prev = grads.get(key)
-            grads[key] = contrib if prev is None else add(prev, contrib)
+            if key in grads:
+                grads[key] = add(grads[key], contrib)
+            else:
+                grads[key] = contrib
+                heapq.heappush(heap, (-parent._seq, parent))
     return leaves
 
 

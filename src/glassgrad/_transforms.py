@@ -41,7 +41,7 @@ def _as_input(x: Any, what: str) -> Any:
                             "inputs: pass 2.0 rather than 2, or x.astype(float)")
         x = np.asarray(x)
         dtype = x.dtype
-    if not np.issubdtype(dtype, np.floating):
+    if dtype.kind != "f":
         raise TypeError(f"{what} has dtype {dtype}; differentiation needs float inputs")
     return x
 

@@ -1,7 +1,7 @@
 """Adding your own primitive: declare its implementation and rules in one call.
 
 The primitive joins the rule table, so the table-driven derivative tests check it like
-every built-in one (give it a ``test=TestSpec(...)`` with valid example inputs).
+every built-in one (give it a ``test=Examples(...)`` with valid example inputs).
 
 >>> import numpy as np, glassgrad as gg
 >>> softplus = gg.extend.defprimitive(
@@ -12,7 +12,7 @@ every built-in one (give it a ``test=TestSpec(...)`` with valid example inputs).
 """
 
 from ._primitive import PRIMITIVES as primitives
-from ._primitive import Primitive, TestSpec
+from ._primitive import Primitive, Examples
 from ._rules import defprimitive
 
-__all__ = ["Primitive", "TestSpec", "defprimitive", "primitives"]
+__all__ = ["Primitive", "Examples", "defprimitive", "primitives"]
