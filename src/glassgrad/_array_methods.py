@@ -167,7 +167,7 @@ class ArrayMethods(Traced):
             return func(*_raw_tree(args), **_raw_tree(kwargs))
         op = _ops.FUNCTIONS.get(func)
         if op is None:
-            raise TypeError(f"np.{func.__name__} is not supported on traced values (no "
+            raise TypeError(f"{_numpy_name(func)} is not supported on traced values (no "
                             "derivative rule); see gg.extend.defprimitive to add one")
         return op(*args, **kwargs)
 
@@ -185,6 +185,12 @@ class ArrayMethods(Traced):
 
     def __complex__(self) -> complex:
         raise self._concretize_error("complex()")
+
+
+def _numpy_name(func: Any) -> str:
+    module = getattr(func, "__module__", "numpy") or "numpy"
+    parts = [p for p in module.split(".") if not p.startswith("_")]
+    return ".".join(["np", *parts[1:], func.__name__])
 
 
 def _raw_tree(x: Any) -> Any:

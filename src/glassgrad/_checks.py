@@ -11,6 +11,7 @@ import numpy as np
 
 from ._mode import anomaly_mode
 from ._pytree import flatten, unflatten
+from ._tensor import Tensor
 from ._transforms import Argnums, _normalize_argnums, grad
 
 
@@ -73,13 +74,17 @@ def numerical_grad(fun: Callable, *args: Any, argnums: Argnums = 0, eps: float |
     return results[0] if isinstance(argnums, int) else tuple(results)
 
 
+def _untensor(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
 def _float_array(x: Any) -> np.ndarray:
-    x = np.asarray(getattr(x, "data", x))
+    x = np.asarray(_untensor(x))
     return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)
 
 
 def _scalar(value: Any) -> float:
-    value = np.asarray(getattr(value, "data", value))
+    value = np.asarray(_untensor(value))
     if value.size != 1:
         raise TypeError(f"numerical_grad needs a scalar output, got shape {value.shape}")
     return float(value.reshape(()))
@@ -143,7 +148,7 @@ def _to_float64(tree: Any) -> Any:
     leaves, treedef = flatten(tree)
     out = []
     for x in leaves:
-        x = getattr(x, "data", x)
+        x = _untensor(x)
         if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float64)
         out.append(x)
