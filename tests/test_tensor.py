@@ -195,3 +195,13 @@ def test_inputs_are_not_mutated():
 
 def test_repr():
     assert "requires_grad=True" in repr(gg.tensor([1.0], requires_grad=True))
+
+
+def test_shape_errors_name_the_shapes():
+    a = gg.tensor(np.ones((2, 3)), requires_grad=True)
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(2, 3\)"):
+        a @ a
+    with pytest.raises(ValueError, match="broadcast"):
+        a + np.ones(4)
+    with pytest.raises(ValueError, match="reshape"):
+        a.reshape(4, 2)

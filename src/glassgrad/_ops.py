@@ -139,6 +139,13 @@ def matmul(x, y, **kwargs):
     if ndim_of(x) == 0 or ndim_of(y) == 0:
         raise ValueError("matmul: input operand does not have enough dimensions "
                          f"(shapes {shape_of(x)} and {shape_of(y)}); use * for scalars")
+    xs, ys = shape_of(x), shape_of(y)
+    inner_y = ys[-2] if len(ys) > 1 else ys[0]
+    if xs[-1] != inner_y:
+        raise ValueError(f"matmul: shapes {xs} and {ys} do not align: the last axis of the "
+                         f"first ({xs[-1]}) must equal the "
+                         f"{'second-to-last' if len(ys) > 1 else 'only'} axis of the second "
+                         f"({inner_y})")
     return R.matmul(x, y)
 
 

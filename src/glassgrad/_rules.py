@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ._primitive import Primitive, Examples, Traced, register
+from . import _backend as backend
+from ._primitive import Examples, Primitive, Traced, register
 
 Rule = Callable[..., Any]
 
@@ -104,9 +105,9 @@ def dtype_of(x: Any) -> np.dtype:
     return np.result_type(x) if dtype is None else dtype
 
 
-def zeros_like(x: Any) -> np.ndarray:
+def zeros_like(x: Any) -> Any:
     """A constant zero array with the shape and float dtype of ``x``."""
-    return np.zeros(shape_of(x), dtype=_float_dtype(dtype_of(x)))
+    return backend.zeros(shape_of(x), _float_dtype(dtype_of(x)), like=raw(x))
 
 
 def _float_dtype(dtype: np.dtype) -> np.dtype:
@@ -480,7 +481,7 @@ def is_basic_index(index: Any) -> bool:
 
 
 def _scatter_add_impl(g, *, shape, index):
-    out = np.zeros(shape, dtype=np.result_type(g, np.float32))
+    out = backend.zeros(shape, np.result_type(g, np.float32), like=g)
     if is_basic_index(index):
         out[index] = g
     else:

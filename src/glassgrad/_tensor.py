@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend as backend
 from ._array_methods import ArrayMethods
 from ._mode import MODE
 from ._primitive import Primitive
@@ -150,7 +151,7 @@ class Tensor(ArrayMethods):
                 raise ValueError(f"backward() of a non-scalar tensor of shape {self.shape} "
                                  "needs `gradient` (shaped like the tensor); or reduce it "
                                  "first, e.g. y.sum().backward()")
-            gradient = np.ones_like(self.data)
+            gradient = backend.ones(self.data.shape, self.data.dtype, like=self.data)
         else:
             gradient = np.asarray(raw(gradient), dtype=self.data.dtype)
             if gradient.shape != self.shape:

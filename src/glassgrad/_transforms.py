@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend as backend
 from . import _ops
 from ._forward import Dual, push_tangents
 from ._primitive import Traced, new_level
@@ -98,8 +99,9 @@ def _match_input(g: Any, original: Any, value: Any) -> Any:
     return g
 
 
-def _seed(value: Any) -> np.ndarray:
-    return np.ones(shape_of(value), dtype=dtype_of(raw(value)))
+def _seed(value: Any) -> Any:
+    concrete = raw(value)
+    return backend.ones(shape_of(concrete), dtype_of(concrete), like=concrete)
 
 
 # --- reverse mode --------------------------------------------------------------------------
