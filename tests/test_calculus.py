@@ -296,6 +296,14 @@ def test_array_valued_functions_follow_the_jacobian_layout() -> None:
     assert str(d).startswith("df = [1, 4, 0.25] da + [[")
 
 
+def test_a_scalar_dependent_of_an_array_in_an_array_valued_function() -> None:
+    e = explain(lambda x, s: x * s, "x", {"s": lambda x: np.sum(x)})(x=X)
+    expected = np.diag(np.full(3, X.sum())) + np.outer(X, np.ones(3))
+    np.testing.assert_allclose(e.value, expected)
+    np.testing.assert_allclose(e.terms[0].product + e.terms[1].product, expected)
+    np.testing.assert_allclose(e.terms[1].derivative, np.ones(3))  # ds/dx, a gradient
+
+
 def test_the_differential_of_array_variables() -> None:
     d = differential(_g)(x=X, y=Y)
     dx, dy = 1e-6 * np.array([1.0, -2.0, 3.0]), 1e-6 * np.array([0.5, 0.5, -1.0])

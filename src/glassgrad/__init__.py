@@ -10,11 +10,13 @@ from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_ano
 from ._mode import enable_grad, no_grad
 from ._ops import log_softmax, logsumexp, softmax
 from ._tensor import Tensor, tensor
+from .calculus import Differential, Explanation, Term, differential, explain, partial, total
 from ._transforms import grad, hessian, hvp, jacobian, jvp, linearize, value_and_grad, vjp
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Differential", "Explanation", "Term", "differential", "explain", "partial", "total",
     "GradCheckReport", "GradientCheckError", "Tensor", "check_grad", "detect_anomaly",
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
     "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",

@@ -31,6 +31,14 @@ def _concrete_index(index: Any) -> Any:
 _NO_PARAMS: dict = {}
 
 
+def _binary(prim: Primitive, x: Any, y: Any) -> Any:
+    if isinstance(x, Traced):
+        if isinstance(y, Traced):
+            return prim(x, y)
+        return x._process(prim, (x, y), _NO_PARAMS)
+    return y._process(prim, (x, y), _NO_PARAMS)
+
+
 class ArrayMethods(Traced):
     __slots__ = ()
 
@@ -72,16 +80,17 @@ class ArrayMethods(Traced):
             yield self[i]
 
     # --- arithmetic ------------------------------------------------------------------------
-    def __add__(self, other): return R.add(self, other)
-    def __radd__(self, other): return R.add(other, self)
-    def __sub__(self, other): return R.sub(self, other)
-    def __rsub__(self, other): return R.sub(other, self)
-    def __mul__(self, other): return R.mul(self, other)
-    def __rmul__(self, other): return R.mul(other, self)
-    def __truediv__(self, other): return R.div(self, other)
-    def __rtruediv__(self, other): return R.div(other, self)
-    def __pow__(self, other): return R.power(self, other)
-    def __rpow__(self, other): return R.power(other, self)
+    # With a constant on the other side, self owns the operation: skip the level search.
+    def __add__(self, other): return _binary(R.add, self, other)
+    def __radd__(self, other): return _binary(R.add, other, self)
+    def __sub__(self, other): return _binary(R.sub, self, other)
+    def __rsub__(self, other): return _binary(R.sub, other, self)
+    def __mul__(self, other): return _binary(R.mul, self, other)
+    def __rmul__(self, other): return _binary(R.mul, other, self)
+    def __truediv__(self, other): return _binary(R.div, self, other)
+    def __rtruediv__(self, other): return _binary(R.div, other, self)
+    def __pow__(self, other): return _binary(R.power, self, other)
+    def __rpow__(self, other): return _binary(R.power, other, self)
     def __matmul__(self, other): return _ops.matmul(self, other)
     def __rmatmul__(self, other): return _ops.matmul(other, self)
     def __neg__(self): return R.neg(self)

@@ -104,6 +104,16 @@ class Tensor(ArrayMethods):
         if len(args) == 1:  # self is the argument: the common unary case, unrolled
             vals: Any = (self.data,)
             parents: Any = ((0, self),) if self.requires_grad else ()
+        elif len(args) == 2:  # binary, unrolled
+            x, y = args
+            own_x = type(x) is Tensor and x._level == level
+            own_y = type(y) is Tensor and y._level == level
+            vals = (x.data if own_x else x, y.data if own_y else y)
+            parents = []
+            if own_x and x.requires_grad:
+                parents.append((0, x))
+            if own_y and y.requires_grad:
+                parents.append((1, y))
         else:
             vals = list(args)
             parents = []
