@@ -10,8 +10,8 @@ from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_ano
 from ._mode import enable_grad, no_grad
 from ._ops import log_softmax, logsumexp, softmax
 from ._tensor import Tensor, tensor
-from .calculus import Differential, Explanation, Term, differential, explain, partial, total
 from ._transforms import grad, hessian, hvp, jacobian, jvp, linearize, value_and_grad, vjp
+from .calculus import Differential, Explanation, Term, differential, explain, partial, total
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ class Mode(NamedTuple):
     anomaly: bool = False
 
 
-MODE: ContextVar[Mode] = ContextVar("glassgrad_mode", default=Mode())
+MODE: ContextVar[Mode] = ContextVar("glassgrad_mode", default=Mode())  # noqa: B039 - immutable
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ from ._mode import MODE
 from ._primitive import Primitive
 from ._rules import add, raw, sum_to
 
-
 # Creation order: a tensor is always created after its parents, so visiting tensors by
 # decreasing sequence number is a topological order (children before parents).
 _sequence = itertools.count()

@@ -12,7 +12,7 @@ every built-in one (give it a ``test=Examples(...)`` with valid example inputs).
 """
 
 from ._primitive import PRIMITIVES as primitives
-from ._primitive import Primitive, Examples
+from ._primitive import Examples, Primitive
 from ._rules import defprimitive
 
 __all__ = ["Primitive", "Examples", "defprimitive", "primitives"]
