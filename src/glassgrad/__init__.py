@@ -7,6 +7,7 @@
 
 from . import extend
 from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_anomaly, numerical_grad
+from ._jit import ConcretizationError, jit
 from ._mode import enable_grad, no_grad
 from ._ops import log_softmax, logsumexp, softmax
 from ._tensor import Tensor, tensor
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Differential", "Explanation", "Term", "differential", "explain", "partial", "total",
+    "ConcretizationError", "jit",
     "GradCheckReport", "GradientCheckError", "Tensor", "check_grad", "detect_anomaly",
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
     "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",

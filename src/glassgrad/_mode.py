@@ -9,19 +9,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Mode(NamedTuple):
     grad_enabled: bool = True
     anomaly: bool = False
+    jit: Any = None  # the program being recorded by gg.jit, if any
 
 
 MODE: ContextVar[Mode] = ContextVar("glassgrad_mode", default=Mode())  # noqa: B039 - immutable
 
 
 @contextlib.contextmanager
-def _switch(**changes: bool) -> Iterator[None]:
+def _switch(**changes: Any) -> Iterator[None]:
     token = MODE.set(MODE.get()._replace(**changes))
     try:
         yield
@@ -52,3 +53,7 @@ def enable_grad() -> contextlib.AbstractContextManager[None]:
 
 def anomaly_mode() -> contextlib.AbstractContextManager[None]:
     return _switch(anomaly=True)
+
+
+def recording(program: Any) -> contextlib.AbstractContextManager[None]:
+    return _switch(jit=program)

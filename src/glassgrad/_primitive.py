@@ -26,9 +26,17 @@ def new_level() -> int:
 
 
 class Traced:
-    """Base of every traced value. ``_level`` says which transform owns it."""
+    """Base of every traced value. ``_level`` says which transform owns it.
+
+    ``_differentiating`` is False for values that record a program (``jit``) rather than
+    derivatives: they are never unwrapped to a concrete value.
+    """
 
     __slots__ = ("_level",)
+    _differentiating = True
+
+    def _raw(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _process(self, prim: Primitive, args: tuple, params: dict) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -85,7 +93,7 @@ class Primitive:
 
 
 def _concrete(x: Any) -> Any:
-    while isinstance(x, Traced):
+    while isinstance(x, Traced) and x._differentiating:
         x = x._raw()
     return x
 

@@ -115,8 +115,11 @@ def _float_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def raw(x: Any) -> Any:
-    """The concrete array behind any traced value (for masks and shapes only)."""
-    while isinstance(x, Traced):
+    """The value behind the derivative tracers (for masks and shapes only).
+
+    Under ``jit`` that value is itself a recording tracer, so masks end up in the program.
+    """
+    while isinstance(x, Traced) and x._differentiating:
         x = x._raw()
     return x
 
@@ -317,12 +320,11 @@ def _clip_impl(x, *, lo=None, hi=None):
 def _clip_mask(ans, x, *, lo=None, hi=None):
     # Gradient 1 on the closed interval [lo, hi], including its bounds (as PyTorch).
     x = raw(x)
-    mask = np.ones(np.shape(x), dtype=bool)
-    if lo is not None:
-        mask &= x >= lo
+    inside = None if lo is None else x >= lo
     if hi is not None:
-        mask &= x <= hi
-    return mask
+        below = x <= hi
+        inside = below if inside is None else inside & below
+    return 1.0 if inside is None else inside
 
 
 clip = defprimitive(

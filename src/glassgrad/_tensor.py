@@ -122,6 +122,8 @@ class Tensor(ArrayMethods):
                     if a.requires_grad:
                         parents.append((i, a))
         mode = MODE.get()
+        if level == 0 and mode.jit is not None:  # eager tensors inside gg.jit
+            return mode.jit.record_primitive(prim, args, params)
         # At level 0 every value is concrete, so the implementation runs directly.
         ans = prim.impl(*vals, **params) if level == 0 else prim(*vals, **params)
         if mode.anomaly:
