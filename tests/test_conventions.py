@@ -44,6 +44,7 @@ def test_sqrt_at_zero_is_infinite_and_norm_at_zero_is_nan():
     np.testing.assert_allclose(grad(safe_norm)(np.array([3.0, 4.0])), [0.6, 0.8])
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_power_conventions():
     assert grad(lambda x: x ** 0)(0.0) == 0.0
     assert grad(lambda x: x ** 0.0)(0.0) == 0.0
