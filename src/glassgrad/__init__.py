@@ -13,12 +13,14 @@ from ._ops import log_softmax, logsumexp, softmax
 from ._tensor import Tensor, tensor
 from ._transforms import grad, hessian, hvp, jacobian, jvp, linearize, value_and_grad, vjp
 from .calculus import Differential, Explanation, Term, differential, explain, partial, total
+from .graph import Graph, trace
+from .symbolic import formula, formula_text
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Differential", "Explanation", "Term", "differential", "explain", "partial", "total",
-    "ConcretizationError", "jit",
+    "ConcretizationError", "jit", "Graph", "trace", "formula", "formula_text",
     "GradCheckReport", "GradientCheckError", "Tensor", "check_grad", "detect_anomaly",
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
     "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",
