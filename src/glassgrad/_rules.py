@@ -257,7 +257,9 @@ div = defprimitive(
 def _pow_dx(ans, x, y):
     # d/dx x**y = y x**(y-1), taken to be 0 where y == 0 (x**0 is the constant 1).
     if isinstance(y, int | float):
-        return zeros_like(x) if y == 0 else y * power(x, y - 1)
+        if y == 0:
+            return zeros_like(x)
+        return y * x if y == 2 else y * power(x, y - 1)
     return where(raw(y) == 0, 0.0, y * power(x, y - 1))
 
 
