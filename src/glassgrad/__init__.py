@@ -5,11 +5,12 @@
 0.0
 """
 
-from . import extend
+from . import datasets, extend, nn, optim, prob
 from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_anomaly, numerical_grad
 from ._jit import ConcretizationError, jit
 from ._mode import enable_grad, no_grad
 from ._ops import log_softmax, logsumexp, softmax
+from ._serialize import load, save
 from ._tensor import Tensor, tensor
 from ._transforms import grad, hessian, hvp, jacobian, jvp, linearize, value_and_grad, vjp
 from .calculus import Differential, Explanation, Term, differential, explain, partial, total
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Differential", "Explanation", "Term", "differential", "explain", "partial", "total",
+    "datasets", "load", "nn", "optim", "prob", "save",
     "ConcretizationError", "jit", "Graph", "trace", "formula", "formula_text",
     "GradCheckReport", "GradientCheckError", "Tensor", "check_grad", "detect_anomaly",
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",

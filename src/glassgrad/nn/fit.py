@@ -1,0 +1,200 @@
+"""``fit``: the training loop, with a progress display and a ``History`` of losses.
+
+Everything that can be checked is checked once, before the loop, so a step does only
+what it must: slice a batch, forward, ``backward()``, ``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._mode import no_grad
+from .._tensor import Tensor
+from ..optim import Optimizer
+from .module import Module
+
+__all__ = ["History", "fit"]
+
+Loss = Callable[[Any, Any], Any]
+
+
+@dataclass
+class History:
+    """What ``fit`` recorded, one value per epoch.
+
+    ``loss[e]`` is the mean loss per training sample over epoch ``e``, accumulated while
+    the epoch trained (as Keras reports it): for a loss with ``reduction == "sum"`` (like
+    ``squared_error``) the epoch's batch losses summed and divided by N; otherwise (a
+    mean over the batch) the batch losses averaged with the batch sizes as weights. With
+    ``batch_size=1`` both are the plain mean of the per-sample losses.
+    ``val_loss[e]`` is the same per-sample loss on the validation set after epoch ``e``
+    (empty without validation data). ``steps`` counts optimizer steps.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    steps: int = 0
+
+
+def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs: int,
+        batch_size: int = 1, shuffle: bool = True, progress: bool = True,
+        seed: int | np.random.Generator | None = None,
+        validation: tuple[Any, Any] | None = None) -> History:
+    """Train ``model`` on ``(X, y)`` with mini-batches; returns the ``History``.
+
+    ``loss(pred, target)`` returns a scalar tensor. ``y`` of shape (N,) is accepted for a
+    model with one output column. ``batch_size=1`` feeds each sample as a (1, features)
+    batch (per-sample SGD). Shuffling draws from ``np.random.default_rng(seed)``. Progress
+    goes to stderr: a bar on a terminal (with tqdm installed), plain lines otherwise,
+    nothing with ``progress=False``. A NaN or Inf loss raises ``FloatingPointError``.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> X = np.linspace(-1, 1, 20).reshape(-1, 1); y = 3 * X[:, 0]
+    >>> net = gg.nn.MLP([1, 1], rng=0)
+    >>> opt = gg.optim.SGD(net.parameters(), lr=0.1)
+    >>> h = gg.nn.fit(net, X, y, gg.nn.squared_error, opt, epochs=30, progress=False)
+    >>> h.loss[-1] < 1e-3 < h.loss[0]
+    True
+    """
+    X, y = _prepare(model, X, y, "X", "y")
+    if validation is not None:
+        validation = _prepare(model, *validation, "validation X", "validation y")
+    epochs, batch_size = _positive_int(epochs, "epochs"), _positive_int(batch_size, "batch_size")
+    per_sample = _per_sample_scale(loss)
+    rng = np.random.default_rng(seed)
+    n = len(X)
+    starts = range(0, n, batch_size)
+    history = History()
+    display = _Progress(progress, epochs, len(starts))
+    model.train()
+    try:
+        for epoch in range(1, epochs + 1):
+            Xe, ye = (X, y) if not shuffle else _shuffled(X, y, rng)
+            total = 0.0
+            for step, start in enumerate(starts, 1):
+                xb, yb = Xe[start:start + batch_size], ye[start:start + batch_size]
+                value = loss(model(xb), yb)
+                v = value.item()
+                if not math.isfinite(v):
+                    raise FloatingPointError(
+                        f"the loss became {v} at epoch {epoch}, step {step} (samples "
+                        f"{start}..{start + len(xb) - 1} of the epoch's order): try a "
+                        "smaller learning rate, scale the inputs, or run the step inside "
+                        "gg.detect_anomaly() to find the operation")
+                optimizer.zero_grad()
+                value.backward()
+                optimizer.step()
+                total += v * per_sample(len(xb))
+                display.step(step)
+            history.steps += len(starts)
+            history.loss.append(total / n)
+            if validation is not None:
+                history.val_loss.append(evaluate(model, *validation, loss))
+            display.epoch(epoch, history)
+    finally:
+        display.close()
+    return history
+
+
+def evaluate(model: Module, X: Any, y: Any, loss: Loss) -> float:
+    """The mean loss per sample of ``model`` on ``(X, y)``, without recording a graph."""
+    X, y = _prepare(model, X, y, "X", "y")
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            value = float(loss(model(X), y).item())
+    finally:
+        model.train(was_training)
+    return value * _per_sample_scale(loss)(len(X)) / len(X)
+
+
+# --- checks done once, before the loop -----------------------------------------------
+
+
+def _prepare(model: Module, X: Any, y: Any, x_name: str, y_name: str):
+    """Arrays in the model's dtype, ``y`` reshaped to (N, 1) for a one-output model."""
+    dtype = next((p.dtype for p in model.parameters()), np.dtype(np.float64))
+    X = np.asarray(X.data if isinstance(X, Tensor) else X, dtype=dtype)
+    y = np.asarray(y.data if isinstance(y, Tensor) else y)
+    if X.ndim != 2 or len(X) == 0:
+        raise ValueError(f"{x_name} must have shape (N, features) with N > 0, got {X.shape}")
+    if len(y) != len(X):
+        raise ValueError(f"{x_name} has {len(X)} samples but {y_name} has {len(y)}")
+    with no_grad():
+        out_shape = np.shape(model(X[:1]).data)
+    if y.ndim == 1 and out_shape == (1, 1):
+        y = y.reshape(-1, 1)
+    if np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.bool_):
+        y = y.astype(dtype)
+    return X, y
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _per_sample_scale(loss: Loss) -> Callable[[int], float]:
+    """What a batch loss is multiplied by to give the batch's summed per-sample loss."""
+    if getattr(loss, "reduction", "mean") == "sum":
+        return lambda batch: 1.0
+    return float
+
+
+def _shuffled(X: np.ndarray, y: np.ndarray, rng: np.random.Generator):
+    # One gather per epoch; the steps then take cheap contiguous slices.
+    order = rng.permutation(len(X))
+    return X[order], y[order]
+
+
+# --- progress ------------------------------------------------------------------------
+
+
+class _Progress:
+    """A tqdm bar on a terminal, plain lines (no carriage returns) elsewhere, or nothing."""
+
+    def __init__(self, enabled: bool, epochs: int, steps_per_epoch: int) -> None:
+        self.epochs = epochs
+        self.bar = None
+        self.lines = False
+        self.stride = max(1, steps_per_epoch // 50)  # bar updates cost; batch them
+        self.every = max(1, epochs // 50)
+        if not enabled:
+            return
+        stream = sys.stderr
+        if getattr(stream, "isatty", lambda: False)():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=epochs * steps_per_epoch, unit="step", file=stream,
+                                desc="training", dynamic_ncols=True, leave=True)
+                return
+        self.lines = True
+
+    def step(self, step: int) -> None:
+        if self.bar is not None and step % self.stride == 0:
+            self.bar.update(self.stride)
+
+    def epoch(self, epoch: int, history: History) -> None:
+        text = f"loss {history.loss[-1]:.4g}"
+        if history.val_loss:
+            text += f"  val_loss {history.val_loss[-1]:.4g}"
+        if self.bar is not None:
+            self.bar.n = epoch * (self.bar.total // self.epochs)  # count any remainder
+            self.bar.set_postfix_str(f"epoch {epoch}/{self.epochs}  {text}")
+        elif self.lines and (epoch % self.every == 0 or epoch in (1, self.epochs)):
+            print(f"epoch {epoch}/{self.epochs}  {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
