@@ -138,6 +138,7 @@ class Equation:
     args: tuple
     kwargs: dict
     fresh: bool  # the result is a newly allocated array (a ufunc result)
+    prim: str | None = None  # the primitive recorded, if it was one
 
 
 @dataclass
@@ -165,12 +166,13 @@ class Program:
     def record_primitive(self, prim: Primitive, args: tuple, params: dict) -> Any:
         if prim.name == "getitem":
             _refuse_traced_mask(params.get("index"))
-        return self._record(prim.impl, _display_name(prim), args, params)
+        return self._record(prim.impl, _display_name(prim), args, params, prim.name)
 
     def record_call(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         return self._record(func, None, args, kwargs)
 
-    def _record(self, func: Callable, name: str | None, args: tuple, kwargs: dict) -> Any:
+    def _record(self, func: Callable, name: str | None, args: tuple, kwargs: dict,
+                prim: str | None = None) -> Any:
         args, kwargs = self._bind(args), self._bind(kwargs)
         value = func(*_values(args), **_values(kwargs))
         if not isinstance(value, np.ndarray | np.generic):
@@ -182,7 +184,7 @@ class Program:
         self.values[out.var] = value
         fresh = isinstance(func, np.ufunc) and func.nout == 1
         self.equations.append(Equation(out.var, func, name or _numpy_name(func), args,
-                                       kwargs, fresh))
+                                       kwargs, fresh, prim))
         return out
 
     def _bind(self, x: Any) -> Any:
@@ -289,11 +291,55 @@ class _Renderer:
         return self.constant(x)
 
     def call(self, eq: Equation, rename: dict[str, str], out: str | None = None) -> str:
+        inline = _INLINE.get(eq.prim or "")
+        if inline is not None and out is None:
+            args = [self.value(a, rename) for a in eq.args]
+            params = {k: self.value(v, rename) for k, v in eq.kwargs.items()}
+            return inline(eq, args, params)
         parts = [self.value(a, rename) for a in eq.args]
         parts += [f"{k}={self.value(v, rename)}" for k, v in eq.kwargs.items()]
         if out is not None:
             parts.append(f"out={out}")
         return f"{self.callable(eq.func, eq.name)}({', '.join(parts)})"
+
+
+def _sum_to_source(eq: Equation, args: list[str], params: dict[str, str]) -> str:
+    # The reduction axes are fixed by the traced shapes; the same calls as sum_to_impl.
+    from ._rules import sum_to_impl
+
+    x_shape, shape = np.shape(_values(eq.args[0])), eq.kwargs["shape"]
+    lead = len(x_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and x_shape[lead + i] != 1)
+    assert eq.func is sum_to_impl
+    return f"np.reshape(np.sum({args[0]}, axis={axes!r}, keepdims=True), {params['shape']})"
+
+
+def _reduction(p: dict[str, str]) -> str:
+    return f"axis={p.get('axis', 'None')}, keepdims={p.get('keepdims', 'False')}"
+
+
+def _sigmoid_source(eq: Equation, args: list[str], params: dict[str, str]) -> str:
+    x = args[0]
+    if eq.kwargs.get("a", 1.0) != 1.0:
+        x = f"np.multiply({x}, {params['a']})"
+    return f"np.exp(np.negative(np.logaddexp(0.0, np.negative({x}))))"
+
+
+# Primitives whose implementation is a thin wrapper: print the NumPy call it makes, so
+# the program reads like NumPy and skips a Python call per line.
+_INLINE: dict[str, Callable[[Equation, list[str], dict[str, str]], str]] = {
+    "sum": lambda eq, a, p: f"np.sum({a[0]}, {_reduction(p)})",
+    "mean": lambda eq, a, p: f"np.mean({a[0]}, {_reduction(p)})",
+    "max": lambda eq, a, p: f"np.max({a[0]}, {_reduction(p)})",
+    "min": lambda eq, a, p: f"np.min({a[0]}, {_reduction(p)})",
+    "reshape": lambda eq, a, p: f"np.reshape({a[0]}, {p['shape']})",
+    "transpose": lambda eq, a, p: f"np.transpose({a[0]}, {p.get('axes', 'None')})",
+    "broadcast_to": lambda eq, a, p: f"np.broadcast_to({a[0]}, {p['shape']})",
+    "getitem": lambda eq, a, p: f"{a[0]}[{p['index']}]",
+    "sum_to": _sum_to_source,
+    "sigmoid": _sigmoid_source,
+}
 
 
 def _resolves(name: str, func: Callable) -> bool:
@@ -500,7 +546,15 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
                             "the Python function for them and has no program to show")
         return compiled.source
 
+    def lower(*args: Any, **kwargs: Any) -> Compiled:
+        """The compiled program for arguments like these (``.run``, ``.source``)."""
+        compiled, _, _ = compiled_for(args, kwargs)
+        if compiled is None:
+            raise TypeError("these arguments are traced by an outer transform")
+        return compiled
+
     jitted.source = source  # type: ignore[attr-defined]
+    jitted.lower = lower  # type: ignore[attr-defined]
     jitted.cache_size = lambda: len(cache)  # type: ignore[attr-defined]
     return jitted
 

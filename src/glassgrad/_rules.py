@@ -208,15 +208,16 @@ tanh = defprimitive("tanh", np.tanh, derivatives=[lambda ans, x: 1.0 - ans * ans
 
 
 def _sigmoid_impl(x, *, a=1.0):
-    # exp of a non-positive number never overflows: stable for any |a*x|.
-    s = np.multiply(x, a)
-    z = np.exp(-np.abs(s))
-    return np.where(s >= 0, 1.0 / (1.0 + z), z / (1.0 + z)).astype(z.dtype, copy=False)
+    # 1/(1+exp(-s)) written as exp(-log(1+exp(-s))): logaddexp never overflows, so this is
+    # stable for any |a*x|, in four ufunc calls.
+    s = x if a == 1.0 else np.multiply(x, a)
+    return np.exp(-np.logaddexp(0.0, -s))
 
 
 sigmoid = defprimitive(
     "sigmoid", _sigmoid_impl,
-    derivatives=[lambda ans, x, *, a=1.0: a * (ans * (1.0 - ans))],
+    derivatives=[lambda ans, x, *, a=1.0: ans * (1.0 - ans) if a == 1.0
+                 else a * (ans * (1.0 - ans))],
     test=Examples(lambda rng: [((_uniform(rng, s, -3, 3),), {"a": a})
                                for s in _SHAPES for a in (1.0, 2.5)]),
 )

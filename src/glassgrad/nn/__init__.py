@@ -9,12 +9,13 @@
 (10, 16)
 """
 
+from .compiled import TrainStep
 from .fit import History, evaluate, fit
 from .layers import MLP, Linear, ReLU, Sequential, Sigmoid, Tanh
 from .losses import cross_entropy, mse_loss, squared_error
 from .module import Module, functional_call
 
 __all__ = [
-    "MLP", "History", "Linear", "Module", "ReLU", "Sequential", "Sigmoid", "Tanh",
+    "MLP", "History", "TrainStep", "Linear", "Module", "ReLU", "Sequential", "Sigmoid", "Tanh",
     "cross_entropy", "evaluate", "fit", "functional_call", "mse_loss", "squared_error",
 ]
