@@ -136,3 +136,43 @@ def test_boolean_mask_indexing_is_refused():
 def test_every_table_primitive_is_covered():
     covered = {c.values[0].name for c in cases()}
     assert covered == {n for n, p in PRIMITIVES.items() if not p.nondifferentiable}
+
+
+def test_compiled_training_equals_eager_training_to_the_bit():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+
+    def train(jit, optimizer, loss=gg.nn.squared_error, batch_size=1):
+        net = gg.nn.MLP([4, 5, 1], rng=1)
+        opt = optimizer(net.parameters())
+        history = gg.nn.fit(net, X, y, loss, opt, epochs=3, batch_size=batch_size,
+                            progress=False, seed=2, jit=jit)
+        return history.loss, [p.data for p in net.parameters()]
+
+    for optimizer in (lambda p: gg.optim.SGD(p, lr=0.05, momentum=0.9),
+                      lambda p: gg.optim.Adam(p, lr=0.01)):
+        assert_same_bits(train(True, optimizer), train(False, optimizer))
+    assert_same_bits(train(True, lambda p: gg.optim.SGD(p, lr=0.01), gg.nn.mse_loss, 7),
+                     train(False, lambda p: gg.optim.SGD(p, lr=0.01), gg.nn.mse_loss, 7))
+
+
+def test_train_step_program_reads_like_backprop():
+    net = gg.nn.MLP([3, 4, 1], rng=0)
+    step = gg.nn.TrainStep(net, gg.nn.squared_error, gg.optim.SGD(net.parameters(), lr=0.1))
+    src = step.source(np.ones((1, 3)), np.zeros((1, 1)))
+    assert src.count("np.matmul") == 2 + 3  # forward, then two gradients and one delta
+    assert "np.logaddexp" in src  # the sigmoid, printed as the NumPy it runs
+
+
+def test_compiled_classification_with_cross_entropy():
+    rng = np.random.default_rng(3)
+    X, labels = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)
+
+    def train(jit):
+        net = gg.nn.MLP([5, 8, 3], activation=gg.nn.Tanh(), rng=0)
+        opt = gg.optim.Adam(net.parameters(), lr=0.01)
+        gg.nn.fit(net, X, labels, gg.nn.cross_entropy, opt, epochs=2, batch_size=8,
+                  progress=False, seed=0, jit=jit)
+        return [p.data for p in net.parameters()]
+
+    assert_same_bits(train(True), train(False))

@@ -76,12 +76,16 @@ class Primitive:
     jvp: Callable[..., Any] | None = None
     nondifferentiable: bool = False
     test: Examples | None = field(default=None, repr=False)
+    # Parameters that may hold traced values (an index array inside jit); rarely set.
+    traced_params: tuple[str, ...] = ()
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         top = None
         for a in args:
             if isinstance(a, Traced) and (top is None or a._level > top._level):
                 top = a
+        if top is None and self.traced_params:
+            top = _first_traced([params.get(name) for name in self.traced_params])
         if top is None:
             return self.impl(*args, **params)
         if self.nondifferentiable:  # a mask or a sign: computed on the concrete values
@@ -90,6 +94,17 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
+
+
+def _first_traced(x: Any) -> Traced | None:
+    if isinstance(x, Traced):
+        return x
+    if isinstance(x, tuple | list):
+        for item in x:
+            found = _first_traced(item)
+            if found is not None:
+                return found
+    return None
 
 
 def _concrete(x: Any) -> Any:

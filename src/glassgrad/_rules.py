@@ -37,6 +37,7 @@ def defprimitive(
     linear: bool = False,
     nondifferentiable: bool = False,
     test: Examples | None = None,
+    traced_params: tuple[str, ...] = (),
 ) -> Primitive:
     """Declare a primitive once, with its implementation and rules side by side.
 
@@ -54,7 +55,7 @@ def defprimitive(
     if linear and jvp is None:
         jvp = _linear_jvp(name)
     vjps = tuple(vjp) if isinstance(vjp, list | tuple) else (vjp or ())
-    prim = Primitive(name, impl, vjps, jvp, nondifferentiable, test)
+    prim = Primitive(name, impl, vjps, jvp, nondifferentiable, test, traced_params)
     return register(prim)
 
 
@@ -504,11 +505,12 @@ def _getitem_test(rng):
 getitem = defprimitive(
     "getitem", _getitem_impl,
     vjp=[lambda g, ans, x, *, index: scatter_add(g, shape=shape_of(x), index=index)],
-    linear=True, test=Examples(_getitem_test),
+    linear=True, test=Examples(_getitem_test), traced_params=("index",),
 )
 scatter_add = defprimitive(
     "scatter_add", _scatter_add_impl,
     vjp=[lambda g, ans, x, *, shape, index: getitem(g, index=index)], linear=True,
+    traced_params=("index",),
     test=Examples(lambda rng: [((_uniform(rng, (5, 3)),),
                                 {"shape": (4, 3), "index": (np.array([0, 2, 0, 3, 2]),)}),
                                ((_uniform(rng, (2,)),), {"shape": (4,), "index": slice(1, 3)})]),

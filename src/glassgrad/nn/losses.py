@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _rules as R
 from .._ops import log_softmax
+from .._primitive import Traced
 from .._rules import raw
 
 __all__ = ["cross_entropy", "mse_loss", "squared_error"]
@@ -78,7 +79,11 @@ def cross_entropy(logits: Any, labels: Any) -> Any:
     >>> round(float(gg.nn.cross_entropy(np.zeros((2, 4)), np.array([0, 3]))), 4)
     1.3863
     """
-    labels = np.asarray(raw(labels))
+    labels = raw(labels)
+    # Inside gg.jit the labels are recorded, not known: only their shape and dtype are.
+    known = not isinstance(labels, Traced)
+    if known:
+        labels = np.asarray(labels)
     shape = np.shape(raw(logits))
     if len(shape) == 1 and labels.ndim == 0:
         return cross_entropy(logits.reshape(1, -1), labels.reshape(1))
@@ -88,7 +93,7 @@ def cross_entropy(logits: Any, labels: Any) -> Any:
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"cross_entropy: labels must be integer class indices, got dtype "
                         f"{labels.dtype}; use labels.astype(int)")
-    if labels.size and (labels.min() < 0 or labels.max() >= shape[1]):
+    if known and labels.size and (labels.min() < 0 or labels.max() >= shape[1]):
         bad = labels[(labels < 0) | (labels >= shape[1])]
         raise ValueError(f"cross_entropy: labels must lie in 0..{shape[1] - 1} for {shape[1]} "
                          f"classes, got {bad[:5].tolist()}")
