@@ -269,7 +269,8 @@ def _pow_dy(ans, x, y):
     # d/dy x**y = log(x) x**y; 0 at x == 0 (0**y is flat for y > 0), NaN for x < 0.
     x_raw = raw(x)
     safe_x = where(x_raw > 0, x, 1.0)
-    return where(x_raw > 0, log(safe_x) * ans, np.where(x_raw == 0, 0.0, np.nan))
+    at_or_below_zero = where(x_raw == 0, 0.0, np.asarray(np.nan, dtype=dtype_of(ans)))
+    return where(x_raw > 0, log(safe_x) * ans, at_or_below_zero)
 
 
 power = defprimitive(
@@ -278,19 +279,25 @@ power = defprimitive(
 )
 
 
-def _share_ties(first_wins, tie):
-    return lambda ans, x, y: first_wins(raw(x), raw(y)) + 0.5 * tie(raw(x), raw(y))
+def _share_ties(first_wins, tie, wrt):
+    def d(ans, x, y):
+        x_raw, y_raw = raw(x), raw(y)
+        # A 0-d weight of the argument's own dtype keeps float32 float32.
+        half = np.asarray(0.5, dtype=_float_dtype(dtype_of((x_raw, y_raw)[wrt])))
+        return first_wins(x_raw, y_raw) + tie(x_raw, y_raw) * half
+
+    return d
 
 
 # Ties share the gradient equally (0.5 each), as in PyTorch and JAX.
 maximum = defprimitive(
     "maximum", np.maximum,
-    derivatives=[_share_ties(np.greater, np.equal), _share_ties(np.less, np.equal)],
+    derivatives=[_share_ties(np.greater, np.equal, 0), _share_ties(np.less, np.equal, 1)],
     test=_binary(),
 )
 minimum = defprimitive(
     "minimum", np.minimum,
-    derivatives=[_share_ties(np.less, np.equal), _share_ties(np.greater, np.equal)],
+    derivatives=[_share_ties(np.less, np.equal, 0), _share_ties(np.greater, np.equal, 1)],
     test=_binary(),
 )
 
@@ -382,7 +389,7 @@ def _extremum_weights(ans, x, axis, keepdims):
     x_raw = raw(x)
     ans_k = np.reshape(raw(ans), keepdims_shape(np.shape(x_raw), axis))
     mask = x_raw == ans_k
-    return mask / np.sum(mask, axis=axis, keepdims=True)
+    return mask / np.sum(mask, axis=axis, keepdims=True, dtype=dtype_of(x_raw))
 
 
 def _extremum(name, impl):

@@ -1,0 +1,270 @@
+"""W2: the seed article's network, trained by per-sample SGD on the diabetes data.
+
+MLP 10 -> 16 -> 16 -> 1, sigmoid hidden layers, linear output, loss 0.5 * (pred - y)**2
+per sample, SGD with lr 0.01, float64; X and y standardised. Every implementation starts
+from the same weights (NumPy, seed 0, layout (in, out), x @ W + b) and visits the samples
+in the same order (one permutation per epoch from seed 1), so all must end at the same
+training MSE up to rounding.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/w2_seed_network.py
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+import common
+import numpy as np
+
+gg = common.load_glassgrad()
+
+SIZES = (10, 16, 16, 1)
+LR = 0.01
+GOAL = 3.0
+
+
+# --- shared data, weights, order and evaluation ---------------------------------------------
+
+
+def data():
+    from glassgrad.datasets import load_diabetes
+
+    X, y = load_diabetes()
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    y = (y - y.mean()) / y.std()
+    return X, y.reshape(-1, 1)
+
+
+def init_params() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    params = []
+    for n_in, n_out in zip(SIZES, SIZES[1:], strict=False):
+        bound = 1.0 / np.sqrt(n_in)
+        params += [rng.uniform(-bound, bound, (n_in, n_out)), rng.uniform(-bound, bound, n_out)]
+    return params
+
+
+def epochs() -> int:
+    return 2 if common.is_quick() else 20
+
+
+def order(n_samples: int, n_epochs: int) -> list[int]:
+    rng = np.random.default_rng(1)
+    return [int(i) for _ in range(n_epochs) for i in rng.permutation(n_samples)]
+
+
+def sigmoid(z, exp=np.exp):
+    return 1.0 / (1.0 + exp(-z))
+
+
+def forward(params, x, sig=sigmoid):
+    w1, b1, w2, b2, w3, b3 = params
+    a1 = sig(x @ w1 + b1)
+    a2 = sig(a1 @ w2 + b2)
+    return a2 @ w3 + b3
+
+
+def mse(params) -> float:
+    X, Y = data()
+    return float(np.mean((forward([np.asarray(p) for p in params], X) - Y) ** 2))
+
+
+# --- implementations: each returns (step(x, y), params(), rows) ------------------------------
+
+
+def numpy_impl(X, Y):
+    params = init_params()
+
+    def step(x, y):
+        w1, b1, w2, b2, w3, b3 = params
+        a1 = sigmoid(x @ w1 + b1)
+        a2 = sigmoid(a1 @ w2 + b2)
+        d3 = (a2 @ w3 + b3) - y
+        d2 = (d3 @ w3.T) * (a2 * (1.0 - a2))
+        d1 = (d2 @ w2.T) * (a1 * (1.0 - a1))
+        grads = (x.T @ d1, d1.sum(0), a1.T @ d2, d2.sum(0), a2.T @ d3, d3.sum(0))
+        for p, g in zip(params, grads, strict=True):
+            p -= LR * g
+
+    return step, lambda: params, _rows(X, Y)
+
+
+def _rows(X, Y, convert=lambda a: a):
+    return [(convert(X[i:i + 1]), convert(Y[i:i + 1])) for i in range(len(X))]
+
+
+def _squared_error(params, x, y, sig=sigmoid):
+    diff = forward(params, x, sig) - y
+    return 0.5 * (diff * diff).sum()
+
+
+def glassgrad_impl(X, Y):
+    params = init_params()
+    vg = gg.value_and_grad(_squared_error)
+
+    def step(x, y):
+        _, grads = vg(params, x, y)
+        for p, g in zip(params, grads, strict=True):
+            p -= LR * g
+
+    return step, lambda: params, _rows(X, Y)
+
+
+def glassgrad_nn_impl(X, Y):
+    nn = importlib.import_module("glassgrad.nn")
+    optim = importlib.import_module("glassgrad.optim")
+    model = nn.MLP(list(SIZES), rng=0)
+    names = [name for name, _ in model.named_parameters()]
+    model.load_state_dict(dict(zip(names, init_params(), strict=True)))
+    opt = optim.SGD(model.parameters(), lr=LR)
+
+    def step(x, y):
+        opt.zero_grad()
+        nn.squared_error(model(x), y).backward()
+        opt.step()
+
+    return step, lambda: [p.data for p in model.parameters()], _rows(X, Y)
+
+
+def torch_impl(X, Y):
+    torch = common.load_torch()
+    if torch is None:
+        return None
+    params = [torch.tensor(p, requires_grad=True) for p in init_params()]
+    opt = torch.optim.SGD(params, lr=LR)
+
+    def step(x, y):
+        opt.zero_grad()
+        _squared_error(params, x, y, torch.sigmoid).backward()
+        opt.step()
+
+    rows = _rows(X, Y, torch.from_numpy)
+    return step, lambda: [p.detach().numpy() for p in params], rows
+
+
+def autograd_impl(X, Y):
+    autograd, anp = common.load_autograd()
+    if autograd is None:
+        return None
+    params = init_params()
+    vg = autograd.value_and_grad(
+        lambda p, x, y: _squared_error(p, x, y, lambda z: sigmoid(z, anp.exp)))
+
+    def step(x, y):
+        _, grads = vg(params, x, y)
+        for p, g in zip(params, grads, strict=True):
+            p -= LR * g
+
+    return step, lambda: params, _rows(X, Y)
+
+
+@functools.cache
+def _jax_step(jit: bool):
+    """The update, built (and with ``jit`` compiled) once per process, so repeats reuse it."""
+    jax = common.load_jax()
+    vg = jax.value_and_grad(lambda p, x, y: _squared_error(p, x, y, jax.nn.sigmoid))
+
+    def update(params, x, y):
+        _, grads = vg(params, x, y)
+        return [p - LR * g for p, g in zip(params, grads, strict=True)]
+
+    return jax.jit(update) if jit else update
+
+
+def jax_impl(X, Y, jit=True):
+    jax = common.load_jax()
+    if jax is None:
+        return None
+    update = _jax_step(jit)
+    state = {"params": [jax.numpy.asarray(p) for p in init_params()]}
+
+    def step(x, y):
+        state["params"] = update(state["params"], x, y)
+
+    rows = _rows(X, Y, jax.numpy.asarray)
+    return step, lambda: jax.block_until_ready(state["params"]), rows
+
+
+IMPLS = {"numpy": (common.REFERENCE, numpy_impl), "glassgrad": ("glassgrad functional",
+         glassgrad_impl), "glassgrad-nn": ("glassgrad gg.nn", glassgrad_nn_impl),
+         "torch": ("PyTorch eager", torch_impl), "autograd": ("HIPS autograd", autograd_impl),
+         "jax": ("JAX jit (per-sample steps)", jax_impl),
+         "jax-eager": ("JAX eager (no jit)", lambda X, Y: jax_impl(X, Y, jit=False))}
+JAX_EAGER_STEPS = 200
+
+
+# --- worker and table ------------------------------------------------------------------------
+
+
+def train(build, seq) -> tuple[float, list]:
+    """Seconds for the whole run of ``seq`` steps and the final parameters."""
+    built = build(*data())
+    if built is None:
+        raise ImportError("this implementation's library is not installed")
+    step, get_params, rows = built
+    batches = [rows[i] for i in seq]
+    start = common.clock()
+    for x, y in batches:
+        step(x, y)
+    params = get_params()
+    elapsed = common.clock() - start
+    return elapsed, [np.asarray(p) for p in params]
+
+
+def worker(name: str) -> dict:
+    label, build = IMPLS[name]
+    X, _ = data()
+    seq = order(len(X), epochs())
+    if name == "jax-eager":
+        seq = seq[:50 if common.is_quick() else JAX_EAGER_STEPS]
+    repeats = 1 if name == "jax-eager" else 2 if common.is_quick() else 3
+    runs = [train(build, seq) for _ in range(repeats)]
+    best = min(t for t, _ in runs)
+    params = runs[0][1]
+    ref = train(numpy_impl, seq)[1]  # the reference run, after the timed runs
+    diff = max(float(np.max(np.abs(p - r))) for p, r in zip(params, ref, strict=True))
+    return {"label": label, "steps": len(seq), "time": best, "repeats": repeats,
+            "mse": mse(params), "diff": diff}
+
+
+def table(answers: dict) -> None:
+    ref = answers["numpy"]
+    ref_step = ref["time"] / ref["steps"]
+    rows = []
+    for name, r in answers.items():
+        per_step = r["time"] / r["steps"]
+        ratio = per_step / ref_step
+        verdict = common.goal(ratio, GOAL, "x") if name.startswith("glassgrad") else ""
+        mse_text = f"{r['mse']:.12f}" if r["steps"] == ref["steps"] else "n/a (partial run)"
+        rows.append([r["label"], r["steps"], f"{per_step * 1e6:.1f}", f"{ratio:.2f}x",
+                     mse_text, f"{r['diff']:.1e}", verdict])
+    common.print_table(f"W2: seed network, per-sample SGD, {epochs()} epochs of 442 samples",
+                       ["implementation", "steps", "µs/step", "vs NumPy", "training MSE",
+                        "max param diff vs NumPy", "goal ≤ 3x"], rows)
+
+
+def main() -> None:
+    args = common.parse_args(__doc__.splitlines()[0])
+    if args.worker:
+        common.emit(worker(args.worker))
+        return
+    common.environment_report()
+    answers = common.run_workers(__file__, list(IMPLS))
+    if "numpy" in answers:
+        table(answers)
+    common.load_report()
+    if args.profile:
+        profile()
+
+
+def profile() -> None:
+    X, Y = data()
+    for label, build in (("functional", glassgrad_impl), ("gg.nn", glassgrad_nn_impl)):
+        step, _, rows = build(X, Y)
+        print(f"\nglassgrad {label}, one SGD step per call:")
+        print(common.profile_summary(lambda step=step, rows=rows: step(*rows[0]), calls=2000))
+
+
+if __name__ == "__main__":
+    main()
