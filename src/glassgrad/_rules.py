@@ -565,6 +565,8 @@ def _swap_last(x):
 
 def _matmul_vjp_x(g, ans, x, y):
     x_nd, y_nd = ndim_of(x), ndim_of(y)
+    if x_nd == 2 and y_nd == 2:  # the common case, with nothing to un-broadcast
+        return matmul(g, y.T)
     if x_nd == 1 and y_nd == 1:
         return g * y
     if y_nd == 1:  # (..., n, k) @ (k,) -> (..., n)
@@ -577,6 +579,8 @@ def _matmul_vjp_x(g, ans, x, y):
 
 def _matmul_vjp_y(g, ans, x, y):
     x_nd, y_nd = ndim_of(x), ndim_of(y)
+    if x_nd == 2 and y_nd == 2:
+        return matmul(x.T, g)
     if x_nd == 1 and y_nd == 1:
         return g * x
     if x_nd == 1:  # (k,) @ (..., k, m): dy = outer(x, g)

@@ -296,16 +296,18 @@ def backprop(roots: list[tuple[Tensor, Any]]) -> list[tuple[Tensor, Any]]:
     heapq.heapify(heap)
     anomaly = MODE.get().anomaly
     leaves = []
+    pop, push, pop_grad = heapq.heappop, heapq.heappush, grads.pop  # locals: a hot loop
     while heap:
-        t = heapq.heappop(heap)[1]
-        g = grads.pop(id(t))
+        t = pop(heap)[1]
+        g = pop_grad(id(t))
         node = t._node
         if node is None:
             leaves.append((t, g))
             continue
         prim, args, params, ans, parents = node
+        vjps = prim.vjps
         for i, parent in parents:
-            contrib = prim.vjps[i](g, ans, *args, **params)
+            contrib = vjps[i](g, ans, *args, **params)
             if anomaly:
                 _check_backward(contrib, g, prim.name)
             # Only operations of several arguments broadcast; un-broadcast them here,
@@ -319,7 +321,7 @@ def backprop(roots: list[tuple[Tensor, Any]]) -> list[tuple[Tensor, Any]]:
                 grads[key] = add(grads[key], contrib)
             else:
                 grads[key] = contrib
-                heapq.heappush(heap, (-parent._seq, parent))
+                push(heap, (-parent._seq, parent))
     return leaves
 
 
