@@ -382,14 +382,8 @@ def _jacobian_reverse(fun, diff_args):
             ct[j].reshape(-1)[k] = 1.0
             grads = pullback(unflatten(out_def, ct))
             rows.append([flatten(g)[0] for g in grads])
-        row_blocks = []
-        for a, leaves in enumerate(in_leaves):
-            cols = []
-            for m, x in enumerate(leaves):
-                stacked = _stack([r[a][m] for r in rows], shape_of(x))
-                cols.append(_ops.reshape(stacked, shape_of(o) + shape_of(x)))
-            row_blocks.append(cols)
-        blocks.append(row_blocks)
+        blocks.append(_row_blocks(o, in_leaves, lambda a, m, rows=rows: [r[a][m] for r in rows],
+                                  0))
     return out_def, in_defs, blocks
 
 
@@ -414,17 +408,18 @@ def _jacobian_forward(fun, diff_args):
                 cols.append(flatten(push(*tangents))[0])
             per_leaf.append(cols)
         columns.append(per_leaf)
-    blocks = []
-    for j, o in enumerate(out_leaves):
-        row_blocks = []
-        for a, leaves in enumerate(in_leaves):
-            cols = []
-            for m, x in enumerate(leaves):
-                stacked = _stack([c[j] for c in columns[a][m]], shape_of(o), axis=-1)
-                cols.append(_ops.reshape(stacked, shape_of(o) + shape_of(x)))
-            row_blocks.append(cols)
-        blocks.append(row_blocks)
+    blocks = [_row_blocks(o, in_leaves, lambda a, m, j=j: [c[j] for c in columns[a][m]], -1)
+              for j, o in enumerate(out_leaves)]
     return out_def, in_defs, blocks
+
+
+def _row_blocks(out: Any, in_leaves: list, items: Callable, axis: int) -> list:
+    """The Jacobian blocks of one output leaf, shaped ``out.shape + in.shape``: rows
+    (reverse mode, ``axis=0``) or columns (forward mode, ``axis=-1``) stacked."""
+    return [[_ops.reshape(_stack(items(a, m), shape_of(out if axis else x), axis),
+                          shape_of(out) + shape_of(x))
+             for m, x in enumerate(leaves)]
+            for a, leaves in enumerate(in_leaves)]
 
 
 def _stack(items: list, item_shape: tuple, axis: int = 0) -> Any:
