@@ -9,7 +9,8 @@ import pytest
 
 import glassgrad
 
-TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial-derivatives.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+TUTORIAL = DOCS / "tutorial-derivatives.md"
 
 
 @pytest.mark.skipif(not hasattr(glassgrad, "partial"),
@@ -20,3 +21,12 @@ def test_tutorial_runs() -> None:
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0, f"{result.failed} of {result.attempted} tutorial examples failed"
+
+
+def test_how_glassgrad_works_runs() -> None:
+    if "doc_softplus" in glassgrad.extend.primitives:  # the page registers it
+        glassgrad.extend.primitives.pop("doc_softplus")
+    result = doctest.testfile(str(DOCS / "how-glassgrad-works.md"), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
