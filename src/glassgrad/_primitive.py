@@ -119,6 +119,8 @@ PRIMITIVES: dict[str, Primitive] = {}
 
 def register(prim: Primitive) -> Primitive:
     if prim.name in PRIMITIVES:
-        raise ValueError(f"a primitive named {prim.name!r} is already registered")
+        raise ValueError(f"a primitive named {prim.name!r} is already registered; pick "
+                         "another name, or remove the old one first with "
+                         f"gg.extend.primitives.pop({prim.name!r})")
     PRIMITIVES[prim.name] = prim
     return prim
