@@ -178,21 +178,37 @@ def positive(x, **kwargs):
     return x
 
 
-def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) without overflow: the maximum is shifted out first."""
+def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """log(sum(exp(x))) without overflow: the maximum is shifted out first.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> float(gg.logsumexp(np.array([1000.0, 1000.0])))
+    1000.6931471805599
+    """
     shift = np.max(raw(x), axis=axis, keepdims=True)
     shift = np.where(np.isfinite(shift), shift, 0.0)
     out = R.log(R.sum_(R.exp(x - shift), axis=axis, keepdims=True)) + shift
     return out if keepdims else squeeze(out, axis=axis) if axis is not None else reshape(out, ())
 
 
-def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)) along ``axis``, stable for large inputs."""
+def softmax(x: Any, axis: int = -1) -> Any:
+    """exp(x) / sum(exp(x)) along ``axis``, stable for large inputs.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> gg.softmax(np.array([0.0, 0.0]))
+    array([0.5, 0.5])
+    """
     z = R.exp(x - np.max(raw(x), axis=axis, keepdims=True))
     return z / R.sum_(z, axis=axis, keepdims=True)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x: Any, axis: int = -1) -> Any:
+    """log(softmax(x)), computed as x - logsumexp(x) so it stays finite.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> gg.log_softmax(np.array([1e4, 0.0]))
+    array([     0., -10000.])
+    """
     return x - logsumexp(x, axis=axis, keepdims=True)
 
 
