@@ -289,6 +289,58 @@ def rss_peak(fn: Callable[[], object]) -> int | None:
     return (peak - base) * 1024
 
 
+# --- jit checks ------------------------------------------------------------------------------
+
+
+def leaves(tree) -> list:
+    """The arrays of a (nested) tuple, list or dict result, in order."""
+    import numpy as np
+
+    if isinstance(tree, dict):
+        return [a for key in sorted(tree) for a in leaves(tree[key])]
+    if isinstance(tree, tuple | list):
+        return [a for item in tree for a in leaves(item)]
+    return [np.asarray(tree)]
+
+
+def same_bits(what: str, got, want) -> bool:
+    """True when ``got`` equals ``want`` exactly (``np.array_equal``, same shapes and
+    dtypes); else prints a note naming ``what`` and the largest difference."""
+    import numpy as np
+
+    a, b = leaves(got), leaves(want)
+    ok = len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype
+                                  and np.array_equal(x, y) for x, y in zip(a, b, strict=False))
+    if not ok:
+        diffs = [float(np.max(np.abs(x.astype(float) - y.astype(float)), initial=0.0))
+                 for x, y in zip(a, b, strict=False) if x.shape == y.shape]
+        print(f"[note] {what}: the jit result is NOT bit-identical to eager glassgrad "
+              f"(largest difference {max(diffs, default=float('nan')):.1e}, "
+              f"{len(a)} vs {len(b)} arrays)", flush=True)
+    return ok
+
+
+def program_lines(source: str) -> tuple[int, int]:
+    """Lines of a jitted program's source and the NumPy calls among them."""
+    body = source.splitlines()[1:]
+    return len(source.splitlines()), sum(1 for line in body if " = " in line)
+
+
+def jit_breakdown(jitted, args: Sequence[object], flat: Sequence[object],
+                  call: Callable[[], object] | None = None) -> str:
+    """Where a jitted call's time goes: the program itself (``jitted.lower(*args).run``
+    on the flat inputs) against the whole call (signature look-up, flattening and
+    unflattening around it), with the program's size."""
+    program = jitted.lower(*args)
+    lines, calls = program_lines(program.source)
+    whole = measure(call if call is not None else (lambda: jitted(*args))).best
+    run = measure(lambda: program.run(*flat)).best
+    around = max(whole - run, 0.0)  # best-of timings: can come out slightly negative
+    return (f"program: {lines} lines, {calls} NumPy calls; one call {fmt_time(whole)} = "
+            f"program {fmt_time(run)} ({fmt_time(run / max(calls, 1))} per NumPy call) + "
+            f"around it {fmt_time(around)} ({around / whole:.0%})")
+
+
 # --- profile ---------------------------------------------------------------------------------
 
 
@@ -406,7 +458,8 @@ def environment_report() -> None:
 
     print(f"machine: {_cpu_model()}, {os.cpu_count()} cores; Python "
           f"{platform.python_version()}; NumPy {np.__version__}; torch {_version('torch')}; "
-          f"jax {_version('jax')}; autograd {_version('autograd')}")
+          f"jax {_version('jax')}; autograd {_version('autograd')}; "
+          f"micrograd {_version('micrograd')}")
     print(f"NumPy BLAS: {_blas_kernel()}")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         if var in os.environ:

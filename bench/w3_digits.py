@@ -5,6 +5,9 @@ SGD lr 0.1; µs per step and training accuracy. Same initial weights (NumPy, see
 batch order (seed 1) for every implementation.
 W3b: batch 4096, MLP 1024 -> 1024 -> 1024 -> 10, ReLU, random data: the time of one SGD
 step, its GFLOP/s against NumPy's own float32 matmul, and its peak memory.
+glassgrad runs eagerly and compiled (``gg.jit`` of the functional value_and_grad plus the
+NumPy update, and ``gg.nn.TrainStep``); the compiled programs are traced in the warm-up,
+and each compiled run must end with exactly the parameters of its eager counterpart.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/w3_digits.py
 """
@@ -119,21 +122,50 @@ def glassgrad_make(params, act, lr):
     return step, lambda: params
 
 
-def glassgrad_nn_make(params, act, lr):
-    nn = importlib.import_module("glassgrad.nn")
-    optim = importlib.import_module("glassgrad.optim")
-    sizes = [params[0].shape[0]] + [p.shape[0] for p in params[1::2]]
-    model = nn.MLP(sizes, activation=nn.Tanh() if act == "tanh" else nn.ReLU(), dtype=F32)
+@functools.cache
+def _jit_vg(act: str):
+    """The compiled value_and_grad, one per process and activation: runs reuse it."""
+    fn = np.tanh if act == "tanh" else relu
+    return gg.jit(gg.value_and_grad(lambda p, x, y: _loss(p, x, y, fn, gg.log_softmax)))
+
+
+def glassgrad_jit_make(params, act, lr):
+    params = [p.copy() for p in params]
+    vg = _jit_vg(act)
+
+    def step(x, y):
+        _, grads = vg(params, x, y)
+        for p, g in zip(params, grads, strict=True):
+            p -= lr * g
+
+    return step, lambda: params
+
+
+def glassgrad_nn_make(params, act, lr, compiled=False):
+    sizes = (params[0].shape[0], *(p.shape[0] for p in params[1::2]))
+    model, step = _model(sizes, act, lr, compiled)
     names = [name for name, _ in model.named_parameters()]
     model.load_state_dict(dict(zip(names, params, strict=True)))
+    return step, lambda: [p.data.copy() for p in model.parameters()]
+
+
+@functools.cache
+def _model(sizes: tuple, act: str, lr: float, compiled: bool):
+    """One model, optimizer and step per process and shape; a run reloads the initial
+    weights in place (``load_state_dict``), so a TrainStep's programs are traced once."""
+    nn = importlib.import_module("glassgrad.nn")
+    optim = importlib.import_module("glassgrad.optim")
+    model = nn.MLP(sizes, activation=nn.Tanh() if act == "tanh" else nn.ReLU(), dtype=F32)
     opt = optim.SGD(model.parameters(), lr=lr)
+    if compiled:
+        return model, nn.TrainStep(model, nn.cross_entropy, opt)
 
     def step(x, y):
         opt.zero_grad()
         nn.cross_entropy(model(x), y).backward()
         opt.step()
 
-    return step, lambda: [p.data for p in model.parameters()]
+    return model, step
 
 
 def torch_make(params, act, lr):
@@ -184,8 +216,14 @@ def jax_make(params, act, lr):
 IMPLS = {"numpy": (common.REFERENCE, numpy_make, None),
          "glassgrad": ("glassgrad functional", glassgrad_make, None),
          "glassgrad-nn": ("glassgrad gg.nn", glassgrad_nn_make, "glassgrad.nn"),
+         "glassgrad-jit": ("glassgrad jit functional", glassgrad_jit_make, None),
+         "glassgrad-trainstep": ("glassgrad jit gg.nn.TrainStep",
+                                 functools.partial(glassgrad_nn_make, compiled=True), None),
          "torch": ("PyTorch eager", torch_make, "torch"),
          "jax": ("JAX jit", jax_make, "jax")}
+EAGER_OF = {"glassgrad-jit": "glassgrad", "glassgrad-trainstep": "glassgrad-nn"}
+NUMPY_BASED = {"numpy", "glassgrad", "glassgrad-nn", "glassgrad-jit", "glassgrad-trainstep"}
+GOAL_3B = 1.05  # TrainStep, times hand-written NumPy (and RSS peak at most PyTorch's)
 
 
 # --- W3a and W3b measurements ----------------------------------------------------------------
@@ -195,13 +233,22 @@ def epochs() -> int:
     return 2 if common.is_quick() else 20
 
 
+def digits_train(make, data) -> list[np.ndarray]:
+    step, get = make(init_params(DIGITS), "tanh", LR_DIGITS)
+    for xb, yb in data:
+        step(xb, yb)
+    return [np.asarray(p) for p in get()]
+
+
 def digits_run(make) -> dict:
     X, y = digits_data()
     order = batches(len(X), epochs())
     data = [(X[idx], y[idx]) for idx in order]
     warm, _ = make(init_params(DIGITS), "tanh", LR_DIGITS)
-    for xb, yb in (data[0], data[-1]):  # JIT compilation for both batch shapes
+    start = common.clock()
+    for xb, yb in (data[0], data[-1]):  # JIT compilation (tracing) for both batch shapes
         warm(xb, yb)
+    first = common.clock() - start
     runs = []
     for _ in range(2 if common.is_quick() else 3):
         step, get = make(init_params(DIGITS), "tanh", LR_DIGITS)
@@ -212,19 +259,27 @@ def digits_run(make) -> dict:
     params = runs[0][1]
     logits = forward(params, X, np.tanh)
     return {"per_step": min(t for t, _ in runs) / len(data), "steps": len(data),
-            "accuracy": float(np.mean(np.argmax(logits, axis=1) == y))}
+            "accuracy": float(np.mean(np.argmax(logits, axis=1) == y)), "first": first,
+            "params": params, "data": data}
 
 
 def big_run(make, numpy_based: bool) -> dict:
     X, y = big_data()
     step, _ = make(init_params(BIG), "relu", LR_BIG)
-    step(X, y)
+    first = common.time_once(lambda: step(X, y))
     times = [common.time_once(lambda: step(X, y)) for _ in range(2 if common.is_quick() else 5)]
-    out = {"time": min(times), "median": statistics.median(times),
+    out = {"time": min(times), "median": statistics.median(times), "first": first,
            "rss": common.rss_peak(lambda: step(X, y))}
     if numpy_based:
         out["traced"] = common.traced_peak(lambda: step(X, y))
     return out
+
+
+def big_one_step(make) -> list[np.ndarray]:
+    X, y = big_data()
+    step, get = make(init_params(BIG), "relu", LR_BIG)
+    step(X, y)
+    return [np.asarray(p).copy() for p in get()]
 
 
 def matmul_gflops() -> float:
@@ -245,36 +300,73 @@ def worker(name: str) -> dict:
     label, make, module = IMPLS[name]
     if module and common.optional(module) is None:
         raise ImportError(f"{module} is not installed")
-    out = {"label": label, "w3a": digits_run(make)}
-    out["w3b"] = big_run(make, name in ("numpy", "glassgrad", "glassgrad-nn"))
+    w3a = digits_run(make)
+    params, data = w3a.pop("params"), w3a.pop("data")
+    out = {"label": label, "w3a": w3a}
+    out["w3b"] = big_run(make, name in NUMPY_BASED)
     if name == "numpy":
         out["matmul_gflops"] = matmul_gflops()
+    if name in EAGER_OF:
+        eager = IMPLS[EAGER_OF[name]][1]
+        out["w3a"]["exact"] = common.same_bits(f"W3a {label}, final parameters", params,
+                                               digits_train(eager, data))
+        out["w3b"]["exact"] = common.same_bits(f"W3b {label}, parameters after one step",
+                                               big_one_step(make), big_one_step(eager))
     return out
+
+
+def _exact(r: dict) -> str:
+    return {True: "bit-identical", False: "DIFFERS"}.get(r.get("exact"), "")
+
+
+def _first(name: str, r: dict) -> str:
+    return common.fmt_time(r["first"]) if name in EAGER_OF or name == "jax" else ""
+
+
+def goal_3a(name: str, r: dict, answers: dict) -> str:
+    if name not in EAGER_OF or "jax" not in answers:
+        return ""
+    vs = r["w3a"]["per_step"] / answers["jax"]["w3a"]["per_step"]
+    return f"{vs:.2f}x"
+
+
+def goal_3b(name: str, r: dict, answers: dict) -> str:
+    if name != "glassgrad-trainstep":
+        return ""
+    text = common.goal(r["w3b"]["time"] / answers["numpy"]["w3b"]["time"], GOAL_3B, "x")
+    torch = answers.get("torch")
+    if torch is not None and torch["w3b"]["rss"] and r["w3b"]["rss"]:
+        ratio = r["w3b"]["rss"] / torch["w3b"]["rss"]
+        text += f"; RSS {ratio:.2f}x PyTorch's: {'met' if ratio <= 1.0 else 'missed'}"
+    return text
 
 
 def tables(answers: dict) -> None:
     ref = answers["numpy"]
     rows = [[r["label"], r["w3a"]["steps"], f"{r['w3a']['per_step'] * 1e6:.1f}",
              common.fmt_ratio(r["w3a"]["per_step"], ref["w3a"]["per_step"]),
-             f"{r['w3a']['accuracy']:.4f}"] for r in answers.values()]
+             _first(name, r["w3a"]), f"{r['w3a']['accuracy']:.4f}", _exact(r["w3a"]),
+             goal_3a(name, r, answers)] for name, r in answers.items()]
     common.print_table(f"W3a: digits, MLP 64-128-128-10 tanh, batch 64, float32, {epochs()} "
                        "epochs", ["implementation", "steps", "µs/step", "vs NumPy",
-                                  "train accuracy"], rows)
+                                  "first 2 steps (trace/compile)", "train accuracy",
+                                  "jit vs eager", "vs JAX jit"], rows)
     peak = ref["matmul_gflops"]
     rows = []
-    for r in answers.values():
+    for name, r in answers.items():
         b = r["w3b"]
         gflops = step_flops() / b["time"] / 1e9
         rows.append([r["label"], common.fmt_time(b["time"]), common.fmt_time(b["median"]),
-                     common.fmt_ratio(b["time"], ref["w3b"]["time"]), f"{gflops:.1f}",
-                     f"{gflops / peak:.0%}", common.fmt_bytes(b.get("traced")),
-                     common.fmt_bytes(b["rss"])])
+                     common.fmt_ratio(b["time"], ref["w3b"]["time"]), _first(name, b),
+                     f"{gflops:.1f}", f"{gflops / peak:.0%}", common.fmt_bytes(b.get("traced")),
+                     common.fmt_bytes(b["rss"]), _exact(b), goal_3b(name, r, answers)])
     common.print_table(f"W3b: one SGD step, batch 4096, MLP 1024-1024-1024-10 ReLU, float32; "
                        f"NumPy float32 matmul 4096x1024 @ 1024x1024: {peak:.1f} GFLOP/s; "
                        f"{step_flops() / 1e9:.1f} GFLOP of matmul per step",
                        ["implementation", "step (best)", "step (median)", "vs NumPy",
-                        "GFLOP/s", "of matmul GFLOP/s", "traced peak", "RSS peak"],
-                       rows)
+                        "first step (trace/compile)", "GFLOP/s", "of matmul GFLOP/s",
+                        "traced peak", "RSS peak", "jit vs eager",
+                        "goal (TrainStep ≤ 1.05x, RSS ≤ PyTorch's)"], rows)
 
 
 def main() -> None:
@@ -292,6 +384,32 @@ def main() -> None:
         step, _ = glassgrad_make(init_params(DIGITS), "tanh", LR_DIGITS)
         print("\nglassgrad functional, W3a, one step per call:")
         print(common.profile_summary(lambda: step(X[:BATCH], y[:BATCH]), calls=300))
+        profile_jit(X, y)
+
+
+def profile_jit(X, y) -> None:
+    """Where the compiled steps' time goes (W3a batch and W3b)."""
+    xb, yb = X[:BATCH], y[:BATCH]
+    hand, _ = numpy_make(init_params(DIGITS), "tanh", LR_DIGITS)
+    print(f"\nW3a hand-written NumPy step: "
+          f"{common.fmt_time(common.measure(lambda: hand(xb, yb)).best)}")
+    params = init_params(DIGITS)
+    vg = _jit_vg("tanh")
+    print(f"W3a glassgrad jit functional, value_and_grad: "
+          f"{common.jit_breakdown(vg, (params, xb, yb), (*params, xb, yb))}")
+    step, _ = glassgrad_nn_make(init_params(DIGITS), "tanh", LR_DIGITS, compiled=True)
+    lg = common.measure(lambda: step.loss_and_grads(xb, yb)).best
+    whole = common.measure(lambda: step(xb, yb)).best
+    lines, calls = common.program_lines(step.source(xb, yb))
+    print(f"W3a glassgrad jit gg.nn.TrainStep: step {common.fmt_time(whole)} = loss_and_grads "
+          f"{common.fmt_time(lg)} (program of {lines} lines, {calls} NumPy calls) + optimizer "
+          f"{common.fmt_time(whole - lg)}")
+    Xb, Yb = big_data()
+    step, _ = glassgrad_nn_make(init_params(BIG), "relu", LR_BIG, compiled=True)
+    step(Xb, Yb)
+    print("\nW3b glassgrad jit gg.nn.TrainStep, the program:")
+    print(step.source(Xb, Yb))
+    print(common.profile_summary(lambda: step(Xb, Yb), calls=3, top=12))
 
 
 if __name__ == "__main__":

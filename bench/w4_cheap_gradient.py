@@ -2,8 +2,10 @@
 
 f(x, W1, W2, W3) = sum(tanh(W3 @ tanh(W2 @ tanh(W1 @ x)))), float64, n x n weights and
 x of shape (n, 32). The gradient is taken with respect to x, then with respect to the
-three weights. Memory: tracemalloc peak of one call (NumPy-based code only) and the
-growth of the resident high-water mark (every framework), each against the forward's.
+three weights. "glassgrad jit" compiles all three with ``gg.jit`` (f too, so its ratios
+divide by the compiled forward); its results must equal eager glassgrad's bit for bit.
+Memory: tracemalloc peak of one call (NumPy-based code only) and the growth of the
+resident high-water mark (every framework), each against the forward's.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/w4_cheap_gradient.py
 """
@@ -46,6 +48,12 @@ def numpy_case(args):
 def glassgrad_case(args):
     vx, vw = gg.value_and_grad(f), gg.value_and_grad(f, argnums=(1, 2, 3))
     return {"f": lambda: f(*args), "dx": lambda: vx(*args), "dW": lambda: vw(*args)}
+
+
+def glassgrad_jit_case(args):
+    fns = {"f": gg.jit(f), "dx": gg.jit(gg.value_and_grad(f)),
+           "dW": gg.jit(gg.value_and_grad(f, argnums=(1, 2, 3)))}
+    return {k: (lambda fn=fn: fn(*args)) for k, fn in fns.items()}
 
 
 def autograd_case(args):
@@ -95,9 +103,10 @@ def jax_case(args):
 
 
 WORKERS = {"numpy": (common.REFERENCE, numpy_case), "glassgrad": ("glassgrad", glassgrad_case),
+           "glassgrad-jit": ("glassgrad jit", glassgrad_jit_case),
            "autograd": ("HIPS autograd", autograd_case), "torch": ("PyTorch eager", torch_case),
            "jax": ("JAX jit", jax_case)}
-NUMPY_BASED = {"numpy", "glassgrad", "autograd"}
+NUMPY_BASED = {"numpy", "glassgrad", "glassgrad-jit", "autograd"}
 
 
 def sizes() -> list[int]:
@@ -129,11 +138,18 @@ def measure_size(name: str, n: int) -> tuple[dict, dict]:
     case = WORKERS[name][1](args)
     if case is None:
         raise ImportError(f"{WORKERS[name][0]} is not installed")
-    out = {"time": {k: common.measure(fn).best for k, fn in case.items()},
+    first = {}
+    for k, fn in case.items():  # the first call traces (gg.jit) or compiles (JAX)
+        first[k] = common.time_once(fn)
+    out = {"first": first, "time": {k: common.measure(fn).best for k, fn in case.items()},
            "rss": {k: common.rss_peak(fn) for k, fn in case.items()}}
     if name in NUMPY_BASED:
         out["traced"] = {k: common.traced_peak(fn) for k, fn in case.items()}
     grads = {k: _flat(case[k]()[1]) for k in ("dx", "dW")}
+    if name == "glassgrad-jit":
+        eager = glassgrad_case(args)
+        out["exact"] = all(common.same_bits(f"W4 n={n} gg.jit {k}", case[k](), eager[k]())
+                           for k in case)
     return out, grads
 
 
@@ -157,12 +173,13 @@ def time_row(n, label, r, ref):
     t, tref = r["time"], ref["time"]
     rx, rw = t["dx"] / t["f"], t["dW"] / t["f"]
     verdict = ""
-    if label == "glassgrad" and n >= 256:
+    if label.startswith("glassgrad") and n >= 256:
         verdict = f"x: {common.goal(rx, GOAL)}; W: {common.goal(rw, GOAL)}"
+    exact = {True: "bit-identical", False: "DIFFERS"}.get(r.get("exact"), "")
     return [n, label, common.fmt_time(t["f"]), common.fmt_time(t["dx"]),
             common.fmt_time(t["dW"]), f"{rx:.2f}", f"{rw:.2f}",
             common.fmt_ratio(t["dx"], tref["dx"]), common.fmt_ratio(t["dW"], tref["dW"]),
-            f"{r['error']:.0e}", verdict]
+            f"{r['error']:.0e}", exact, verdict]
 
 
 def memory_row(n, label, r, _ref):
@@ -171,7 +188,8 @@ def memory_row(n, label, r, _ref):
 
 
 TIME_HEADERS = ["n", "implementation", "f", "vg(x)", "vg(W)", "vg(x)/f", "vg(W)/f",
-                "vg(x) vs NumPy", "vg(W) vs NumPy", "max grad diff", "goal ≤ 3 (n ≥ 256)"]
+                "vg(x) vs NumPy", "vg(W) vs NumPy", "max grad diff", "jit vs eager",
+                "goal ≤ 3 (n ≥ 256)"]
 MEMORY_HEADERS = ["n", "implementation", "traced f", "traced vg(x) (/f)", "traced vg(W) (/f)",
                   "RSS f", "RSS vg(x) (/f)", "RSS vg(W) (/f)"]
 
@@ -183,6 +201,13 @@ def tables(answers: dict) -> None:
         rows = [make(int(n), WORKERS[name][0], r[n], ref[n])
                 for n in map(str, sizes()) for name, r in answers.items()]
         common.print_table(f"W4: {title} (float64, x of shape (n, 32))", headers, rows)
+    for name in ("glassgrad-jit", "jax"):
+        if name in answers:
+            print(f"first call (tracing / compiling included), {WORKERS[name][0]}: " + "; ".join(
+                f"n={n}: f {common.fmt_time(answers[name][n]['first']['f'])}, vg(x) "
+                f"{common.fmt_time(answers[name][n]['first']['dx'])}, vg(W) "
+                f"{common.fmt_time(answers[name][n]['first']['dW'])}"
+                for n in map(str, sizes())))
 
 
 def main() -> None:
@@ -199,6 +224,8 @@ def main() -> None:
         a = make_args(256)
         vw = gg.value_and_grad(f, argnums=(1, 2, 3))
         print(common.profile_summary(lambda: vw(*a), calls=50))
+        jw = gg.jit(gg.value_and_grad(f, argnums=(1, 2, 3)))
+        print(f"\nglassgrad jit vg(W), n=256: {common.jit_breakdown(jw, a, a)}")
 
 
 if __name__ == "__main__":

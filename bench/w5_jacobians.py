@@ -3,7 +3,10 @@
 Square: f(x) = tanh(A @ x) + x**2 and g(x) = sum(log(1 + exp(A @ x))) for n = 10, 100, 500.
 Shape: tall f(x) = tanh(B @ x), B of shape (500, 10), and wide f(x) = tanh(C @ x), C of
 shape (10, 500): forward mode should win the tall case, reverse mode the wide one.
-The reference is the Jacobian and Hessian written out by hand in NumPy.
+The reference is the Jacobian and Hessian written out by hand in NumPy. "glassgrad jit"
+is ``gg.jit`` of ``gg.jacobian(fun, mode=...)`` and of ``gg.hessian(g)``: the first call
+traces (its time is reported apart, as JAX's compile time is), later calls are timed, and
+the results must equal eager glassgrad's bit for bit.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/w5_jacobians.py
 """
@@ -71,6 +74,18 @@ def glassgrad_fns(kind, a):
             for m in ("forward", "reverse")}
 
 
+def glassgrad_jit_fns(kind, a):
+    if kind == "hess":
+        jitted = gg.jit(gg.hessian(g))
+        return {"hessian": lambda x: jitted(x, a)}
+    fun = f if kind == "jac" else h
+    out = {}
+    for m in ("forward", "reverse"):
+        jitted = gg.jit(gg.jacobian(fun, mode=m))
+        out[f"jacobian {m}"] = lambda x, jitted=jitted: jitted(x, a)
+    return out
+
+
 def torch_fns(kind, a):
     torch = common.load_torch()
     if torch is None:
@@ -106,16 +121,20 @@ def jax_fns(kind, a):
 
 
 WORKERS = {"numpy": (common.REFERENCE, numpy_fns), "glassgrad": ("glassgrad", glassgrad_fns),
+           "glassgrad-jit": ("glassgrad jit", glassgrad_jit_fns),
            "torch": ("torch.func (eager)", torch_fns), "jax": ("JAX jit", jax_fns)}
 
 
-def time_call(fn) -> tuple[float, int]:
-    """Best time of ``fn``; a call slower than SLOW seconds is timed once, not repeated."""
+def time_call(fn) -> tuple[float, int, float]:
+    """Best time of ``fn``, repeats and the first call's time (for gg.jit and JAX: the
+    tracing or compiling). A call slower than SLOW seconds is timed once more, not
+    repeated."""
     first = common.time_once(fn)
-    if first > SLOW or (common.is_quick() and first > 2.0):
-        return first, 1
+    second = common.time_once(fn)
+    if second > SLOW or (common.is_quick() and second > 2.0):
+        return second, 1, first
     t = common.measure(fn)
-    return t.best, t.repeats
+    return t.best, t.repeats, first
 
 
 def worker(name: str) -> dict:
@@ -127,12 +146,16 @@ def worker(name: str) -> dict:
         if fns is None:
             raise ImportError(f"{WORKERS[name][0]} is not installed")
         for what, fn in fns.items():
-            best, repeats = time_call(lambda fn=fn, x=x: fn(x))
-            out[f"{label}|{what}"] = {"time": best, "repeats": repeats}
+            best, repeats, first = time_call(lambda fn=fn, x=x: fn(x))
+            out[f"{label}|{what}"] = {"time": best, "repeats": repeats, "first": first}
             values[f"{label}|{what}"] = (fn, x, kind, a)
     for key, (fn, x, kind, a) in values.items():  # checked after every timing is done
         ref = next(iter(numpy_fns(kind, a).values()))(x)
-        out[key]["error"] = float(np.max(np.abs(np.asarray(fn(x)) - ref)))
+        result = fn(x)
+        out[key]["error"] = float(np.max(np.abs(np.asarray(result) - ref)))
+        if name == "glassgrad-jit":
+            eager = glassgrad_fns(kind, a)[key.split("|")[1]](x)
+            out[key]["exact"] = common.same_bits(f"W5 {key}", result, eager)
     return out
 
 
@@ -145,14 +168,18 @@ def table(answers: dict) -> None:
             for key, m in r.items():
                 if not key.startswith(label + "|"):
                     continue
-                note = "" if m["repeats"] > 1 else "timed once"
+                note = [] if m["repeats"] > 1 else ["timed once"]
+                if "exact" in m:
+                    note.append("bit-identical to eager" if m["exact"] else "DIFFERS from eager")
+                jit = name in ("glassgrad-jit", "jax")
                 rows.append([label, WORKERS[name][0], key.split("|")[1],
                              common.fmt_time(m["time"]),
                              common.fmt_ratio(m["time"], ref[ref_key]["time"]),
-                             f"{m['error']:.0e}", note])
+                             common.fmt_time(m["first"]) if jit else "",
+                             f"{m['error']:.0e}", "; ".join(note)])
     common.print_table("W5: Jacobians and Hessians (float64), best of repeats",
                        ["case", "implementation", "transform", "time", "vs NumPy",
-                        "max diff", "note"], rows)
+                        "first call (trace/compile)", "max diff", "note"], rows)
 
 
 def main() -> None:
@@ -168,6 +195,13 @@ def main() -> None:
     if args.profile:
         a, x = make(100, 100)
         print(common.profile_summary(lambda: gg.jacobian(f, mode="reverse")(x, a), calls=5))
+        a, x = make(500, 500)
+        for what, jitted, fun in (("jacobian forward", gg.jit(gg.jacobian(f, mode="forward")), f),
+                                  ("jacobian reverse", gg.jit(gg.jacobian(f, mode="reverse")), f),
+                                  ("hessian", gg.jit(gg.hessian(g)), g)):
+            forward = common.measure(lambda fun=fun: fun(x, a)).best
+            print(f"\nglassgrad jit {what}, n=500: {common.jit_breakdown(jitted, (x, a), (x, a))};"
+                  f" the function itself (NumPy) {common.fmt_time(forward)}")
 
 
 if __name__ == "__main__":
