@@ -180,6 +180,10 @@ class Program:
         for a in args:
             if isinstance(a, JitTracer) and a.value is value:
                 return a  # an identity (sum_to or broadcast_to to the same shape)
+        if func is np.multiply:
+            same = _times_ones(args, value)
+            if same is not None:
+                return same
         out = self.new_tracer(value)
         self.values[out.var] = value
         fresh = isinstance(func, np.ufunc) and func.nout == 1
@@ -209,6 +213,24 @@ class Program:
 
     def __post_init__(self) -> None:
         self._tensor_tracers: dict[int, JitTracer] = {}
+
+
+def _times_ones(args: tuple, value: Any) -> JitTracer | None:
+    """The traced factor of ``ones * x`` when the product is ``x`` itself, bit for bit.
+
+    (1.0 * x == x for every float, signed zeros and NaN included; the constant must not
+    change the result's shape or dtype.)
+    """
+    if len(args) != 2:
+        return None
+    for const, other in (args, args[::-1]):
+        if (isinstance(other, JitTracer) and not isinstance(const, JitTracer)
+                and np.shape(other.value) == np.shape(value)
+                and np.result_type(other.value) == np.result_type(value)
+                and isinstance(const, np.ndarray | np.generic | float | int)
+                and not isinstance(const, bool) and np.all(np.asarray(const) == 1)):
+            return other
+    return None
 
 
 def _refuse_traced_mask(index: Any) -> None:
@@ -303,16 +325,36 @@ class _Renderer:
         return f"{self.callable(eq.func, eq.name)}({', '.join(parts)})"
 
 
+def _method(name: str, extra: Callable[[dict[str, str]], str]):
+    """Print ``np.<name>(x, ...)`` as the array method ``x.<name>(...)`` it calls.
+
+    NumPy's function forms reach the same C routine through a Python wrapper; the method
+    skips the wrapper and gives the same bits. Python numbers have no such methods.
+    """
+    def source(eq: Equation, args: list[str], params: dict[str, str]) -> str:
+        if isinstance(_values(eq.args[0]), np.ndarray | np.generic):
+            return f"{args[0]}.{name}({extra(params)})"
+        return f"np.{name}({args[0]}, {extra(params)})"
+
+    return source
+
+
 def _sum_to_source(eq: Equation, args: list[str], params: dict[str, str]) -> str:
     # The reduction axes are fixed by the traced shapes; the same calls as sum_to_impl.
-    from ._rules import sum_to_impl
-
     x_shape, shape = np.shape(_values(eq.args[0])), eq.kwargs["shape"]
     lead = len(x_shape) - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and x_shape[lead + i] != 1)
-    assert eq.func is sum_to_impl
-    return f"np.reshape(np.sum({args[0]}, axis={axes!r}, keepdims=True), {params['shape']})"
+    summed = _method("sum", lambda p: f"axis={axes!r}, keepdims=True")(eq, args, params)
+    return f"{summed}.reshape({params['shape']})"
+
+
+def _transpose_source(eq: Equation, args: list[str], params: dict[str, str]) -> str:
+    value, axes = _values(eq.args[0]), eq.kwargs.get("axes")
+    if isinstance(value, np.ndarray) and (
+            axes is None or tuple(axes) == tuple(range(value.ndim))[::-1]):
+        return f"{args[0]}.T"  # the same view, without a call
+    return _method("transpose", lambda p: p.get("axes", "None"))(eq, args, params)
 
 
 def _reduction(p: dict[str, str]) -> str:
@@ -329,12 +371,12 @@ def _sigmoid_source(eq: Equation, args: list[str], params: dict[str, str]) -> st
 # Primitives whose implementation is a thin wrapper: print the NumPy call it makes, so
 # the program reads like NumPy and skips a Python call per line.
 _INLINE: dict[str, Callable[[Equation, list[str], dict[str, str]], str]] = {
-    "sum": lambda eq, a, p: f"np.sum({a[0]}, {_reduction(p)})",
-    "mean": lambda eq, a, p: f"np.mean({a[0]}, {_reduction(p)})",
-    "max": lambda eq, a, p: f"np.max({a[0]}, {_reduction(p)})",
-    "min": lambda eq, a, p: f"np.min({a[0]}, {_reduction(p)})",
-    "reshape": lambda eq, a, p: f"np.reshape({a[0]}, {p['shape']})",
-    "transpose": lambda eq, a, p: f"np.transpose({a[0]}, {p.get('axes', 'None')})",
+    "sum": _method("sum", _reduction),
+    "mean": _method("mean", _reduction),
+    "max": _method("max", _reduction),
+    "min": _method("min", _reduction),
+    "reshape": _method("reshape", lambda p: p["shape"]),
+    "transpose": lambda eq, a, p: _transpose_source(eq, a, p),
     "broadcast_to": lambda eq, a, p: f"np.broadcast_to({a[0]}, {p['shape']})",
     "getitem": lambda eq, a, p: f"{a[0]}[{p['index']}]",
     "sum_to": _sum_to_source,
@@ -426,6 +468,10 @@ class Compiled:
     out_def: tuple
     scalar_outputs: list[bool]
 
+    @property
+    def any_scalar(self) -> bool:
+        return any(self.scalar_outputs)
+
 
 def compile_program(program: Program, out_leaves: list[Any], out_def: tuple,
                     name: str) -> Compiled:
@@ -497,50 +543,29 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
     static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
     cache: dict[Any, Compiled] = {}
 
-    def signature(args: tuple, kwargs: dict):
-        leaves, treedef = flatten((args, kwargs))
-        described, dynamic = [], []
-        for position, leaf in enumerate(leaves):
-            if _is_static(position, treedef, static):
-                described.append(("static", leaf))
-                continue
-            d = _describe(leaf)
-            if d is _TRACED:
-                return None, leaves, treedef, dynamic
-            if d is None:
-                described.append(("static", leaf))
-            else:
-                described.append(d)
-                dynamic.append(position)
-        try:
-            key = (treedef, tuple(described))
-            hash(key)
-        except TypeError:
-            raise TypeError("jit: a static argument must be hashable") from None
-        return key, leaves, treedef, dynamic
-
-    def compiled_for(args: tuple, kwargs: dict):
-        key, leaves, treedef, dynamic = signature(args, kwargs)
+    def compiled_for(args: tuple, kwargs: dict) -> tuple[Compiled | None, list]:
+        key, values = _signature(args, kwargs, static)
         if key is None:
-            return None, leaves, dynamic
-        if key not in cache:
-            cache[key] = _trace(fun, leaves, treedef, dynamic,
-                                getattr(fun, "__name__", "fun"))
-        return cache[key], leaves, dynamic
+            return None, values
+        compiled = cache.get(key)
+        if compiled is None:
+            compiled = cache[key] = _trace_call(fun, args, kwargs, static)
+        return compiled, values
 
     @functools.wraps(fun)
     def jitted(*args: Any, **kwargs: Any) -> Any:
-        compiled, leaves, dynamic = compiled_for(args, kwargs)
+        compiled, values = compiled_for(args, kwargs)
         if compiled is None:  # differentiated from outside: run the Python function
             return fun(*args, **kwargs)
-        outs = compiled.run(*[_input_value(leaves[i]) for i in dynamic])
-        outs = [o[()] if scalar and isinstance(o, np.ndarray) else o
-                for o, scalar in zip(outs, compiled.scalar_outputs, strict=True)]
+        outs = compiled.run(*values)
+        if compiled.any_scalar:
+            outs = [o[()] if scalar and isinstance(o, np.ndarray) else o
+                    for o, scalar in zip(outs, compiled.scalar_outputs, strict=True)]
         return unflatten(compiled.out_def, outs)
 
     def source(*args: Any, **kwargs: Any) -> str:
         """The Python source that runs for arguments like these."""
-        compiled, _, _ = compiled_for(args, kwargs)
+        compiled, _ = compiled_for(args, kwargs)
         if compiled is None:
             raise TypeError("these arguments are traced by an outer transform; jit runs "
                             "the Python function for them and has no program to show")
@@ -548,7 +573,7 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
 
     def lower(*args: Any, **kwargs: Any) -> Compiled:
         """The compiled program for arguments like these (``.run``, ``.source``)."""
-        compiled, _, _ = compiled_for(args, kwargs)
+        compiled, _ = compiled_for(args, kwargs)
         if compiled is None:
             raise TypeError("these arguments are traced by an outer transform")
         return compiled
@@ -559,20 +584,68 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
     return jitted
 
 
-def _is_static(position: int, treedef: tuple, static: tuple[int, ...]) -> bool:
-    if not static:
-        return False
-    # Leaves of the positional arguments come first, in order; count them per argument.
-    from ._pytree import num_leaves
+def _signature(args: tuple, kwargs: dict, static: tuple[int, ...]) -> tuple[Any, list]:
+    """The cache key of a call and its dynamic leaf values, in one pass over the arguments.
 
-    args_def = treedef[1][0]
-    start = 0
-    for i, arg_def in enumerate(args_def[1]):
-        n = num_leaves(arg_def)
-        if start <= position < start + n:
-            return i in static or (i - len(args_def[1])) in static
-        start += n
-    return False
+    The key is ``None`` when an argument is traced by an outer transform.
+    """
+    parts: list[Any] = []
+    values: list[Any] = []
+    n = len(args)
+    try:
+        for i, arg in enumerate(args):
+            if i in static or i - n in static:
+                parts.append(("static", arg))
+            elif not _walk(arg, parts, values):
+                return None, values
+        for name, arg in kwargs.items():
+            parts.append(name)
+            if not _walk(arg, parts, values):
+                return None, values
+        key = tuple(parts)
+        hash(key)
+    except TypeError:
+        raise TypeError("jit: a static argument (or a non-array leaf) must be hashable") from None
+    return key, values
+
+
+def _walk(x: Any, parts: list, values: list) -> bool:
+    """Describe ``x`` into ``parts`` and collect its dynamic leaves, in ``flatten`` order."""
+    kind = type(x)
+    if kind is np.ndarray:
+        parts.append(("a", x.shape, x.dtype.str))
+        values.append(x)
+    elif kind is tuple or kind is list:
+        parts.append((kind, len(x)))
+        return all(_walk(item, parts, values) for item in x)
+    elif kind is dict:
+        parts.append((dict, tuple(x)))
+        return all(_walk(item, parts, values) for item in x.values())
+    else:
+        d = _describe(x)
+        if d is _TRACED:
+            return False
+        parts.append(("static", x) if d is None else d)
+        if d is not None:
+            values.append(_input_value(x))
+    return True
+
+
+def _trace_call(fun: Callable, args: tuple, kwargs: dict, static: tuple[int, ...]) -> Compiled:
+    n = len(args)
+    marked = [_Static(a) if (i in static or i - n in static) else a for i, a in enumerate(args)]
+    leaves, treedef = flatten((tuple(marked), kwargs))
+    dynamic = [i for i, leaf in enumerate(leaves)
+               if not isinstance(leaf, _Static) and _describe(leaf) is not None]
+    leaves = [leaf.value if isinstance(leaf, _Static) else leaf for leaf in leaves]
+    return _trace(fun, leaves, treedef, dynamic, getattr(fun, "__name__", "fun"))
+
+
+@dataclass(frozen=True)
+class _Static:
+    """Wraps a static argument so that flattening keeps it whole."""
+
+    value: Any
 
 
 def _input_value(leaf: Any) -> Any:
