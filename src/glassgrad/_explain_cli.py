@@ -175,7 +175,9 @@ def _formulas_match(d: Any, e: Any) -> bool:
     for expr, value in pairs:
         if not math.isfinite(value):  # a pole or outside the domain: nothing to compare
             continue
-        got = complex(sympy.sympify(expr).xreplace(env).evalf())
+        # The formulas are SymPy objects built from the trace; no text is ever parsed.
+        got = complex(expr.xreplace(env).evalf() if isinstance(expr, sympy.Basic)
+                      else expr)
         if not np.isclose(got, value, rtol=1e-9, atol=1e-12):
             return False
     return True

@@ -137,8 +137,10 @@ def _constant(value: Any, sp: Any) -> Any:
     item = arr.reshape(()).item()
     if isinstance(item, bool | int):
         return sp.Integer(int(item))
-    if not isinstance(item, float) or not np.isfinite(item):
-        return sp.sympify(item)
+    if isinstance(item, complex):
+        return sp.Float(item.real) + sp.I * sp.Float(item.imag)
+    if not np.isfinite(item):
+        return sp.nan if np.isnan(item) else (sp.oo if item > 0 else -sp.oo)
     if item.is_integer() and abs(item) < 2 ** 53:
         return sp.Integer(int(item))
     eps = float(np.finfo(arr.dtype).eps) if arr.dtype.kind == "f" else 2.0 ** -52
