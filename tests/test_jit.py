@@ -176,3 +176,28 @@ def test_compiled_classification_with_cross_entropy():
         return [p.data for p in net.parameters()]
 
     assert_same_bits(train(True), train(False))
+
+
+def test_large_intermediates_are_released_after_their_last_use():
+    import tracemalloc
+
+    x = np.ones((512, 512))
+
+    def f(x):
+        for _ in range(6):
+            x = np.tanh(x @ x.T * 1e-3)
+        return np.sum(x)
+
+    step = gg.jit(gg.value_and_grad(f))
+    assert "del " in step.source(x)
+    step(x)
+    tracemalloc.start()
+    step(x)
+    _, jit_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    vg = gg.value_and_grad(f)
+    tracemalloc.start()
+    vg(x)
+    _, eager_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert jit_peak < 0.6 * eager_peak  # eager keeps the tape; jit only what is live

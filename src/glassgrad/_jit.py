@@ -484,9 +484,16 @@ def compile_program(program: Program, out_leaves: list[Any], out_def: tuple,
     lines = [f"def {name}({', '.join(program.inputs)}):"]
     for var, tensor in program.captured.values():
         lines.append(f"    {var} = {renderer.constant(tensor, 'tensor')}.data")
+    small = {v for v, value in program.values.items()
+             if getattr(value, "nbytes", 0) < _DEL_BYTES}
+    dead_after = _dead_after(equations, rename, out_vars | set(program.inputs) | small)
     for i, eq in enumerate(equations):
         out = rename.get(reuse[i], reuse[i]) if i in reuse else None
         lines.append(f"    {eq.out} = {renderer.call(eq, rename, out)}")
+        if dead_after.get(i):
+            # Drop each large intermediate after its last use, as a hand-written pass
+            # would let it go: peak memory is then what is live, not all ever made.
+            lines.append(f"    del {', '.join(dead_after[i])}")
     returns = [_render_output(o, renderer, rename) for o in out_leaves]
     lines.append(f"    return ({', '.join(returns)}{',' if len(returns) == 1 else ''})")
     source = "\n".join(lines) + "\n"
@@ -497,6 +504,23 @@ def compile_program(program: Program, out_leaves: list[Any], out_def: tuple,
     scalar = [isinstance(o.value if isinstance(o, JitTracer) else o, np.generic | float)
               for o in out_leaves]
     return Compiled(source, namespace[name], out_def, scalar)
+
+
+_DEL_BYTES = 1 << 16  # below this, a `del` line costs more reading than it saves memory
+
+
+def _dead_after(equations: list[Equation], rename: dict[str, str],
+                keep: set[str]) -> dict[int, list[str]]:
+    """For each line, the variables used there for the last time (outputs excepted)."""
+    last_use: dict[str, int] = {}
+    for i, eq in enumerate(equations):
+        for v in _inputs_of(eq):
+            last_use[rename.get(v, v)] = i
+    dead: dict[int, list[str]] = {}
+    for v, i in last_use.items():
+        if v not in keep:
+            dead.setdefault(i, []).append(v)
+    return {i: sorted(vs, key=lambda v: (v[0], int(v[1:]))) for i, vs in dead.items()}
 
 
 def _render_output(o: Any, renderer: _Renderer, rename: dict[str, str]) -> str:
