@@ -201,3 +201,14 @@ def test_large_intermediates_are_released_after_their_last_use():
     _, eager_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert jit_peak < 0.6 * eager_peak  # eager keeps the tape; jit only what is live
+
+
+def test_a_failing_program_shows_its_own_line_in_the_traceback():
+    import traceback
+
+    f = gg.jit(lambda x, y: np.sum(x @ y))
+    f(np.ones((2, 3)), np.ones((3, 2)))
+    with pytest.raises(ValueError) as info:
+        f.lower(np.ones((2, 3)), np.ones((3, 2))).run(np.ones((2, 3)), np.ones((4, 2)))
+    text = "".join(traceback.format_exception(info.value))
+    assert "np.matmul(a1, a2)" in text
