@@ -87,6 +87,27 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     return args
 
 
+def run_benchmark(script: str, description: str, names: Sequence[str],
+                  worker: Callable[[str], object],
+                  report: Callable[[dict[str, object]], None],
+                  profile: Callable[[], None]) -> None:
+    """The main of every benchmark script.
+
+    As a worker (``--worker NAME``) it runs one implementation and emits its answer; as
+    the parent it runs every implementation in a process of its own, prints the report,
+    the machine's load, and, with ``--profile``, the profile of the glassgrad cases.
+    """
+    args = parse_args(description)
+    if args.worker:
+        emit(worker(args.worker))
+        return
+    environment_report()
+    report(run_workers(script, list(names)))
+    load_report()
+    if args.profile:
+        profile()
+
+
 def is_quick() -> bool:
     return bool(_CONFIG["quick"])
 

@@ -154,24 +154,22 @@ def table(results: dict) -> None:
 
 
 def main() -> None:
-    args = common.parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        common.emit(worker(args.worker))
-        return
-    common.environment_report()
-    answers = common.run_workers(__file__, list(WORKERS))
+    common.run_benchmark(__file__, __doc__.splitlines()[0], WORKERS, worker, report, profile)
+
+
+def report(answers: dict) -> None:
     results = {label: r for answer in answers.values() for label, r in answer.items()}
     if common.REFERENCE in results:
         table(results)
-    common.load_report()
-    if args.profile:
-        x = np.linspace(-1.0, 1.0, 10)
-        vg = gg.value_and_grad(chain)
-        print(common.profile_summary(lambda: vg(x), calls=200))
-        jitted = gg.jit(gg.value_and_grad(chain))
-        print(f"\nglassgrad jit: {common.jit_breakdown(jitted, (x,), (x,))}; hand-written "
-              f"NumPy {common.fmt_time(common.measure(lambda: numpy_value_and_grad(x)).best)}")
 
+
+def profile() -> None:
+    x = np.linspace(-1.0, 1.0, 10)
+    vg = gg.value_and_grad(chain)
+    print(common.profile_summary(lambda: vg(x), calls=200))
+    jitted = gg.jit(gg.value_and_grad(chain))
+    print(f"\nglassgrad jit: {common.jit_breakdown(jitted, (x,), (x,))}; hand-written "
+          f"NumPy {common.fmt_time(common.measure(lambda: numpy_value_and_grad(x)).best)}")
 
 if __name__ == "__main__":
     main()

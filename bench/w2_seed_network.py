@@ -301,18 +301,8 @@ def table(answers: dict) -> None:
 
 
 def main() -> None:
-    args = common.parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        common.emit(worker(args.worker))
-        return
-    common.environment_report()
-    answers = common.run_workers(__file__, list(IMPLS))
-    if "numpy" in answers:
-        table(answers)
-    common.load_report()
-    if args.profile:
-        profile()
-
+    common.run_benchmark(__file__, __doc__.splitlines()[0], IMPLS, worker,
+                         lambda answers: table(answers) if "numpy" in answers else None, profile)
 
 def profile() -> None:
     X, Y = data()

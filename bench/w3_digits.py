@@ -370,22 +370,16 @@ def tables(answers: dict) -> None:
 
 
 def main() -> None:
-    args = common.parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        common.emit(worker(args.worker))
-        return
-    common.environment_report()
-    answers = common.run_workers(__file__, list(IMPLS))
-    if "numpy" in answers:
-        tables(answers)
-    common.load_report()
-    if args.profile:
-        X, y = digits_data()
-        step, _ = glassgrad_make(init_params(DIGITS), "tanh", LR_DIGITS)
-        print("\nglassgrad functional, W3a, one step per call:")
-        print(common.profile_summary(lambda: step(X[:BATCH], y[:BATCH]), calls=300))
-        profile_jit(X, y)
+    common.run_benchmark(__file__, __doc__.splitlines()[0], IMPLS, worker,
+                         lambda answers: tables(answers) if "numpy" in answers else None, profile)
 
+
+def profile() -> None:
+    X, y = digits_data()
+    step, _ = glassgrad_make(init_params(DIGITS), "tanh", LR_DIGITS)
+    print("\nglassgrad functional, W3a, one step per call:")
+    print(common.profile_summary(lambda: step(X[:BATCH], y[:BATCH]), calls=300))
+    profile_jit(X, y)
 
 def profile_jit(X, y) -> None:
     """Where the compiled steps' time goes (W3a batch and W3b)."""

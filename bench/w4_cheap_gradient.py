@@ -211,22 +211,16 @@ def tables(answers: dict) -> None:
 
 
 def main() -> None:
-    args = common.parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        common.emit(worker(args.worker))
-        return
-    common.environment_report()
-    answers = common.run_workers(__file__, list(WORKERS))
-    if "numpy" in answers:
-        tables(answers)
-    common.load_report()
-    if args.profile:
-        a = make_args(256)
-        vw = gg.value_and_grad(f, argnums=(1, 2, 3))
-        print(common.profile_summary(lambda: vw(*a), calls=50))
-        jw = gg.jit(gg.value_and_grad(f, argnums=(1, 2, 3)))
-        print(f"\nglassgrad jit vg(W), n=256: {common.jit_breakdown(jw, a, a)}")
+    common.run_benchmark(__file__, __doc__.splitlines()[0], WORKERS, worker,
+                         lambda answers: tables(answers) if "numpy" in answers else None, profile)
 
+
+def profile() -> None:
+    a = make_args(256)
+    vw = gg.value_and_grad(f, argnums=(1, 2, 3))
+    print(common.profile_summary(lambda: vw(*a), calls=50))
+    jw = gg.jit(gg.value_and_grad(f, argnums=(1, 2, 3)))
+    print(f"\nglassgrad jit vg(W), n=256: {common.jit_breakdown(jw, a, a)}")
 
 if __name__ == "__main__":
     main()

@@ -183,26 +183,20 @@ def table(answers: dict) -> None:
 
 
 def main() -> None:
-    args = common.parse_args(__doc__.splitlines()[0])
-    if args.worker:
-        common.emit(worker(args.worker))
-        return
-    common.environment_report()
-    answers = common.run_workers(__file__, list(WORKERS))
-    if "numpy" in answers:
-        table(answers)
-    common.load_report()
-    if args.profile:
-        a, x = make(100, 100)
-        print(common.profile_summary(lambda: gg.jacobian(f, mode="reverse")(x, a), calls=5))
-        a, x = make(500, 500)
-        for what, jitted, fun in (("jacobian forward", gg.jit(gg.jacobian(f, mode="forward")), f),
-                                  ("jacobian reverse", gg.jit(gg.jacobian(f, mode="reverse")), f),
-                                  ("hessian", gg.jit(gg.hessian(g)), g)):
-            forward = common.measure(lambda fun=fun: fun(x, a)).best
-            print(f"\nglassgrad jit {what}, n=500: {common.jit_breakdown(jitted, (x, a), (x, a))};"
-                  f" the function itself (NumPy) {common.fmt_time(forward)}")
+    common.run_benchmark(__file__, __doc__.splitlines()[0], WORKERS, worker,
+                         lambda answers: table(answers) if "numpy" in answers else None, profile)
 
+
+def profile() -> None:
+    a, x = make(100, 100)
+    print(common.profile_summary(lambda: gg.jacobian(f, mode="reverse")(x, a), calls=5))
+    a, x = make(500, 500)
+    for what, jitted, fun in (("jacobian forward", gg.jit(gg.jacobian(f, mode="forward")), f),
+                              ("jacobian reverse", gg.jit(gg.jacobian(f, mode="reverse")), f),
+                              ("hessian", gg.jit(gg.hessian(g)), g)):
+        forward = common.measure(lambda fun=fun: fun(x, a)).best
+        print(f"\nglassgrad jit {what}, n=500: {common.jit_breakdown(jitted, (x, a), (x, a))};"
+              f" the function itself (NumPy) {common.fmt_time(forward)}")
 
 if __name__ == "__main__":
     main()
