@@ -203,3 +203,99 @@ def test_unsupported_numpy_function_names_itself():
         gg.grad(lambda x: np.sum(np.cumsum(x)))(np.ones(3))
     with pytest.raises(TypeError, match="np.add.accumulate"):
         gg.grad(lambda x: np.sum(np.add.accumulate(x)))(np.ones(3))
+
+
+# --- issue 9: no silent wrong answers in the transforms -------------------------------------
+
+
+def test_repeated_argnums_raise_instead_of_leaking_a_tracer():
+    f = lambda x, y: x ** 2 * y  # noqa: E731
+    for argnums in ((0, 0), (1, -1)):
+        with pytest.raises(ValueError, match="more than once"):
+            gg.grad(f, argnums=argnums)(3.0, 2.0)
+        with pytest.raises(ValueError, match="more than once"):
+            gg.jacobian(f, argnums=argnums)(3.0, 2.0)
+    assert gg.grad(f, argnums=(1, 0))(3.0, 2.0) == (9.0, 12.0)
+
+
+def test_a_function_returning_none_raises_in_every_transform():
+    def f(x):
+        np.sin(x)  # the return statement is missing
+
+    calls = [lambda: gg.grad(f)(1.0), lambda: gg.value_and_grad(f)(1.0),
+             lambda: gg.vjp(f, 1.0), lambda: gg.jvp(f, (1.0,), (1.0,)),
+             lambda: gg.linearize(f, 1.0), lambda: gg.jacobian(f)(1.0),
+             lambda: gg.jacobian(f, mode="forward")(1.0), lambda: gg.hessian(f)(1.0),
+             lambda: gg.partial(lambda x: f(x), "x")(x=1.0)]
+    for call in calls:
+        with pytest.raises(TypeError, match="returned None"):
+            call()
+    with pytest.raises(TypeError, match="returned None"):
+        gg.grad(lambda x: (None, x), has_aux=True)(1.0)
+
+
+def test_complex_outputs_are_refused_not_truncated():
+    c = 1 + 0.2j
+    for transform in (gg.grad, gg.value_and_grad):
+        with pytest.raises(TypeError, match="real-valued"):
+            transform(lambda x: x * c)(1.0)
+    with pytest.raises(TypeError, match="mode='forward'"):
+        gg.jacobian(lambda x: x * c)(np.ones(2))
+    jac = gg.jacobian(lambda x: x * c, mode="forward")(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(jac, c * np.eye(2))
+    _, pullback = gg.vjp(lambda x: x * c, np.ones(2))
+    with pytest.raises(TypeError, match="complex"):
+        pullback(np.ones(2, dtype=complex))
+    with pytest.raises(TypeError, match="complex"):
+        gg.grad(lambda z: np.sum(z * z))(np.ones(2, dtype=complex))
+
+
+def test_float32_stays_float32_in_forward_mode_and_hessians():
+    x = np.array([0.3, -0.7, 1.1], dtype=np.float32)
+    f = lambda x: np.sum(np.tanh(x) * 2.0)  # noqa: E731
+    h = gg.hessian(f)(x)
+    assert h.dtype == np.float32
+    t = 1 - np.tanh(x.astype(np.float64)) ** 2
+    np.testing.assert_allclose(h, np.diag(-4 * np.tanh(x) * t), rtol=1e-5)
+    assert gg.hvp(f, (x,), (np.ones(3, np.float32),)).dtype == np.float32
+    for mode in ("reverse", "forward"):
+        assert gg.jacobian(gg.grad(f), mode=mode)(x).dtype == np.float32
+    # a float64 tangent takes its float32 primal's dtype, as the output's tangent does
+    _, tangent = gg.jvp(lambda x: np.sin(x) * 2.0, (x,), (np.ones(3),))
+    assert tangent.dtype == np.float32
+    _, f_jvp = gg.linearize(f, x)
+    assert f_jvp(np.ones(3)).dtype == np.float32
+
+
+def test_transforms_create_arrays_only_through_the_backend():
+    import ast
+    import inspect
+
+    from glassgrad import _transforms
+
+    creators = {"zeros", "ones", "eye", "asarray", "array", "empty", "full", "zeros_like"}
+    calls = [node.func for node in ast.walk(ast.parse(inspect.getsource(_transforms)))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
+    direct = [f"np.{f.attr}" for f in calls if isinstance(f.value, ast.Name)
+              and f.value.id == "np" and f.attr in creators]
+    assert direct == [], f"_transforms.py creates arrays with {direct}; use _backend"
+
+
+def test_missing_gradients_and_tangents_come_from_the_backend(monkeypatch):
+    from glassgrad import _backend
+
+    made = []
+    zeros = _backend.zeros
+
+    def recording_zeros(shape, dtype, like=None):
+        made.append((tuple(shape), np.dtype(dtype)))
+        return zeros(shape, dtype, like=like)
+
+    monkeypatch.setattr(_backend, "zeros", recording_zeros)
+    x = np.ones(3, dtype=np.float32)
+    g = gg.grad(lambda x, y: np.sum(y * 2.0), argnums=0)(x, 1.0)
+    assert g.dtype == np.float32 and not g.any()
+    assert ((3,), np.dtype(np.float32)) in made
+    made.clear()
+    _, t = gg.jvp(lambda x: (x, 5.0), (x,), (x,))
+    assert made == [((), np.dtype(np.float64))] and t[1] == 0.0

@@ -8,7 +8,8 @@ derivative off. Levels keep nested transforms apart, so any nesting works.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from . import _backend as backend
 from . import _ops
 from ._forward import Dual, push_tangents
 from ._primitive import Traced, new_level
-from ._pytree import flatten, unflatten
+from ._pytree import TreeDef, flatten_up_to, leaf_paths, tree_flatten, tree_map, tree_unflatten
 from ._rules import astype, dtype_of, raw, shape_of
 from ._tensor import Tensor, backprop, toposort
 
@@ -30,18 +31,28 @@ Argnums = int | Sequence[int]
 def _as_input(x: Any, what: str) -> Any:
     """A differentiable input value: float arrays, Python floats, tensors' data."""
     if isinstance(x, Tensor) and x._level == 0:
-        x = x.data
-    if isinstance(x, Traced):
-        dtype = dtype_of(raw(x))
-    else:
-        if isinstance(x, bool) or isinstance(x, np.ndarray) and x.dtype == bool:
-            raise TypeError(f"{what} is boolean; differentiation needs float inputs")
-        if isinstance(x, int | np.integer) or (
-                isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.integer)):
-            raise TypeError(f"{what} has an integer dtype; differentiation needs float "
-                            "inputs: pass 2.0 rather than 2, or x.astype(float)")
-        x = np.asarray(x)
-        dtype = x.dtype
+        x = x._raw()
+    if isinstance(x, bool | np.bool_):
+        raise TypeError(f"{what} is boolean; differentiation needs float inputs")
+    if isinstance(x, int | np.integer):
+        raise TypeError(f"{what} is the integer {x!r}; differentiation needs float inputs: "
+                        "pass 2.0 rather than 2")
+    if isinstance(x, float | np.generic):  # a scalar becomes a 0-d array of its library
+        x = backend.namespace_of(x).asarray(x)
+    dtype = getattr(raw(x), "dtype", None)
+    if dtype is None:
+        raise TypeError(f"{what} is a {type(x).__name__}; differentiation needs float "
+                        "arrays or numbers (containers: tuple, list, dict, namedtuple, None)")
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        raise TypeError(f"{what} is boolean; differentiation needs float inputs")
+    if dtype.kind in "iu":
+        raise TypeError(f"{what} has an integer dtype; differentiation needs float "
+                        "inputs: pass 2.0 rather than 2, or x.astype(float)")
+    if dtype.kind == "c":
+        raise TypeError(f"{what} has dtype {dtype}; complex inputs are not supported yet: "
+                        "differentiate with respect to the real and imaginary parts as "
+                        "two float arguments")
     if dtype.kind != "f":
         raise TypeError(f"{what} has dtype {dtype}; differentiation needs float inputs")
     return x
@@ -59,38 +70,81 @@ def _normalize_argnums(argnums: Argnums, nargs: int) -> tuple[int, ...]:
         if not -nargs <= i < nargs:
             raise ValueError(f"argnums {argnums} is out of range for a call with {nargs} "
                              "positional arguments")
-    return tuple(i % nargs for i in nums)
+    resolved = tuple(i % nargs for i in nums)
+    repeated = sorted({i for i in resolved if resolved.count(i) > 1})
+    if repeated:
+        # JAX has no meaning for this either; one gradient per argument is the only answer.
+        raise ValueError(f"argnums {argnums} names argument {repeated[0]} more than once; "
+                         "list each argument once")
+    return resolved
 
 
-def _box_args(args: tuple, argnums: tuple[int, ...], box: Callable[[Any, int], Any]):
-    """Replace the differentiated arguments by boxed leaves; returns the new args, and for
-    each argnum its boxes, tree definition and original leaves."""
+def _box_args(args: tuple, argnums: tuple[int, ...], level: int) -> tuple[tuple, list]:
+    """Replace the differentiated arguments by boxed leaves of ``level``; returns the new
+    args, and for each argnum its boxes, tree definition and original leaves."""
     args = list(args)
     boxed = []
     for i in argnums:
-        leaves, treedef = flatten(args[i])
-        values = [_as_input(x, f"argument {i}") for x in leaves]
-        boxes = [box(v, j) for j, v in enumerate(values)]
-        args[i] = unflatten(treedef, boxes)
+        leaves, treedef = tree_flatten(args[i])
+        paths = leaf_paths(args[i])
+        boxes = [_leaf_box(_as_input(x, f"argument {i}{path}"), level)
+                 for x, path in zip(leaves, paths, strict=True)]
+        args[i] = tree_unflatten(treedef, boxes)
         boxed.append((boxes, treedef, leaves))
     return tuple(args), boxed
 
 
+def _gradients(boxed: list, found: dict[int, Any]) -> list[Any]:
+    """One gradient tree per boxed argument, from the gradients ``found`` by leaf id."""
+    return [tree_unflatten(treedef, [_match_input(found.get(id(b)), o, b._raw())
+                                     for b, o in zip(boxes, originals, strict=True)])
+            for boxes, treedef, originals in boxed]
+
+
 def _unbox(x: Any, level: int) -> Any:
     if isinstance(x, Tensor) and x._level in (0, level):
-        return x.data
+        return x._raw()
     if isinstance(x, Dual) and x._level == level:
         return x.primal
     return x
 
 
+def _unbox_tree(tree: Any, level: int) -> Any:
+    return tree_map(lambda x: _unbox(x, level), tree)
+
+
+def _cast(x: Any, dtype: np.dtype) -> Any:
+    """``x`` with ``dtype``, traced values included."""
+    if isinstance(x, Traced):
+        return astype(x, dtype=dtype)
+    if hasattr(x, "astype"):
+        return x.astype(dtype)
+    return backend.namespace_of(x).asarray(x, dtype=dtype)
+
+
+def _derivative_dtype(x: Any) -> np.dtype:
+    """The dtype of a derivative of ``x``: its own if inexact, else float64."""
+    dtype = np.dtype(dtype_of(raw(x)))
+    return dtype if dtype.kind in "fc" else np.dtype(np.float64)
+
+
+def _zeros(x: Any) -> Any:
+    """The zero derivative of ``x``: its shape, its float dtype, its array library."""
+    return backend.zeros(shape_of(x), _derivative_dtype(x), like=raw(x))
+
+
 def _match_input(g: Any, original: Any, value: Any) -> Any:
     """Give a gradient the dtype of its input; a Python float input gets a NumPy float."""
+    want = np.dtype(dtype_of(raw(value)))
     if g is None:
-        g = np.zeros(shape_of(value), dtype=dtype_of(raw(value)))
-    want = dtype_of(raw(value))
-    if dtype_of(raw(g)) != want:
-        g = g.astype(want) if not isinstance(g, Traced) else astype(g, dtype=want)
+        g = backend.zeros(shape_of(value), want, like=raw(value))
+    have = np.dtype(dtype_of(raw(g)))
+    if have.kind == "c" and want.kind != "c":
+        raise TypeError(f"the gradient of a {want} input came back {have}: the function "
+                        "has a complex output or intermediate. Complex differentiation is "
+                        "not supported yet; differentiate a real-valued function")
+    if have != want:
+        g = _cast(g, want)
     if isinstance(g, np.ndarray):
         if not g.flags.writeable or g.base is not None:
             g = g.copy()
@@ -102,6 +156,40 @@ def _match_input(g: Any, original: Any, value: Any) -> Any:
 def _seed(value: Any) -> Any:
     concrete = raw(value)
     return backend.ones(shape_of(concrete), dtype_of(concrete), like=concrete)
+
+
+def _split_aux(out: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
+    """The output of ``fun`` and its auxiliary data (``None`` without ``has_aux``)."""
+    if has_aux:
+        if not (isinstance(out, tuple | list) and len(out) == 2):
+            raise TypeError(f"{name} with has_aux=True needs the function to return a pair "
+                            f"(output, auxiliary data), got {_kind(out)}")
+        out, aux = out
+    else:
+        aux = None
+    if out is None:
+        raise TypeError(f"{name}: the function returned None, so there is nothing to "
+                        "differentiate; is a `return` statement missing?")
+    return out, aux
+
+
+def _kind(x: Any) -> str:
+    if isinstance(x, tuple | list):
+        return f"a {type(x).__name__} of length {len(x)}"
+    return "None" if x is None else f"a {type(x).__name__}"
+
+
+def _leaves_like(treedef: TreeDef, tree: Any, what: str, like: str) -> list[Any]:
+    """The leaves of ``tree``, which must have the structure ``treedef`` of ``like``."""
+    try:
+        leaves = flatten_up_to(treedef, tree)
+    except ValueError as e:
+        raise ValueError(f"{what} must have the structure of {like}, {treedef}: {e}") from None
+    for leaf in leaves:
+        if tree_flatten(leaf)[1].node is not None:
+            raise ValueError(f"{what} must have the structure of {like}, {treedef}, but "
+                             f"has {_kind(leaf)} where {like} has an array")
+    return leaves
 
 
 # --- reverse mode --------------------------------------------------------------------------
@@ -120,23 +208,13 @@ def value_and_grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -
     def wrapped(*args, **kwargs):
         nums = _normalize_argnums(argnums, len(args))
         level = new_level()
-        boxed_args, boxed = _box_args(args, nums, lambda v, _: _leaf_box(v, level))
-        out = fun(*boxed_args, **kwargs)
-        aux = None
-        if has_aux:
-            if not (isinstance(out, tuple | list) and len(out) == 2):
-                raise TypeError("with has_aux=True, the function must return a pair "
-                                "(scalar output, auxiliary data)")
-            out, aux = out
+        boxed_args, boxed = _box_args(args, nums, level)
+        out, aux = _split_aux(fun(*boxed_args, **kwargs), has_aux, "grad")
         _check_scalar_output(out, "grad")
         found = {}
         if isinstance(out, Tensor) and out._level == level:
-            found = {id(leaf): g for leaf, g in backprop([(out, _seed(out.data))])}
-        grads = [
-            unflatten(treedef, [_match_input(found.get(id(b)), o, b.data)
-                                for b, o in zip(boxes, originals, strict=True)])
-            for boxes, treedef, originals in boxed
-        ]
+            found = {id(leaf): g for leaf, g in backprop([(out, _seed(out._raw()))])}
+        grads = _gradients(boxed, found)
         grad_out = grads[0] if isinstance(argnums, int) else tuple(grads)
         value = _unbox(out, level)
         return ((value, _unbox_tree(aux, level)) if has_aux else value), grad_out
@@ -147,11 +225,16 @@ def value_and_grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -
 def grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """The gradient of a scalar-valued ``fun`` (with ``has_aux``: ``(grad, aux)``).
 
+    Arguments may be containers (tuples, lists, dicts, namedtuples, ``None``); each
+    gradient has the structure, shape and float dtype of its argument.
+
     >>> import numpy as np, glassgrad as gg
     >>> float(gg.grad(np.sin)(0.0))
     1.0
     >>> float(gg.grad(gg.grad(gg.grad(np.sin)))(0.0))
     -1.0
+    >>> gg.grad(lambda p: p["w"] * p["b"])({"w": 2.0, "b": 3.0})
+    {'w': np.float64(3.0), 'b': np.float64(2.0)}
     """
     vg = value_and_grad(fun, argnums, has_aux)
 
@@ -165,151 +248,181 @@ def grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable
 
 def _check_scalar_output(out: Any, name: str) -> None:
     if isinstance(out, tuple | list | dict):
-        raise TypeError(f"{name} needs a function with a scalar output, got a "
-                        f"{type(out).__name__}; use gg.jacobian or gg.vjp for containers "
-                        "(or has_aux=True for auxiliary data)")
+        raise TypeError(f"{name} needs a function with a scalar output, got {_kind(out)}; "
+                        "use gg.jacobian or gg.vjp for containers (or has_aux=True for "
+                        "auxiliary data)")
     shape = shape_of(out)
     if shape != ():
         raise TypeError(f"{name} needs a function with a scalar output, got shape {shape}; "
                         "use gg.jacobian for the full derivative or gg.vjp with a cotangent")
-    if not np.issubdtype(dtype_of(raw(out)), np.inexact):
-        raise TypeError(f"{name} needs a float output, got dtype {dtype_of(raw(out))}")
+    dtype = np.dtype(dtype_of(raw(out)))
+    if dtype.kind == "c":
+        raise TypeError(f"{name} requires real-valued outputs, got dtype {dtype}. The "
+                        "gradient of a complex function (holomorphic=True) is not supported "
+                        "yet: differentiate a real quantity, or use "
+                        "gg.jacobian(f, mode='forward') for the derivative of a "
+                        "real-to-complex function")
+    if dtype.kind != "f":
+        raise TypeError(f"{name} needs a float output, got dtype {dtype}")
 
 
-def _unbox_tree(tree: Any, level: int) -> Any:
-    leaves, treedef = flatten(tree)
-    return unflatten(treedef, [_unbox(x, level) for x in leaves])
-
-
-def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
-    """Evaluate ``fun`` and return ``(out, vjp_fn)``; ``vjp_fn(cotangent)`` gives one
-    gradient per primal, as a tuple.
+def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
+    """Evaluate ``fun`` and return ``(out, vjp_fn)`` (with ``has_aux``:
+    ``(out, vjp_fn, aux)``); ``vjp_fn(cotangent)`` gives one gradient per primal, as a
+    tuple. The cotangent has the structure and shapes of ``out``.
 
     >>> import numpy as np, glassgrad as gg
     >>> out, f_vjp = gg.vjp(lambda x: x * 3.0, np.array([1.0, 2.0]))
     >>> f_vjp(np.array([1.0, 10.0]))
     (array([ 3., 30.]),)
+    >>> out, f_vjp, aux = gg.vjp(lambda x: (x * 3.0, {"x": x}), np.ones(1), has_aux=True)
+    >>> f_vjp(np.ones(1)), aux
+    ((array([3.]),), {'x': array([1.])})
     """
     level = new_level()
-    boxed_args, boxed = _box_args(primals, tuple(range(len(primals))),
-                                  lambda v, _: _leaf_box(v, level))
-    out = fun(*boxed_args)
-    out_leaves, out_def = flatten(out)
+    boxed_args, boxed = _box_args(primals, tuple(range(len(primals))), level)
+    out, aux = _split_aux(fun(*boxed_args), has_aux, "vjp")
+    out_leaves, out_def = tree_flatten(out)
 
     def vjp_fn(cotangent: Any) -> tuple:
-        ct_leaves, ct_def = flatten(cotangent)
-        if ct_def != out_def:
-            raise ValueError("the cotangent must have the structure of the output")
+        ct_leaves = _leaves_like(out_def, cotangent, "the cotangent", "the output")
         roots = []
         for o, ct in zip(out_leaves, ct_leaves, strict=True):
+            if isinstance(ct, Tensor) and ct._level == 0:
+                ct = ct._raw()
             if shape_of(ct) != shape_of(o):
                 raise ValueError(f"cotangent of shape {shape_of(ct)} does not match the "
                                  f"output of shape {shape_of(o)}")
             if isinstance(o, Tensor) and o._level == level:
                 roots.append((o, ct))
         found = {id(leaf): g for leaf, g in backprop(roots)} if roots else {}
-        return tuple(
-            unflatten(treedef, [_match_input(found.get(id(b)), orig, b.data)
-                                for b, orig in zip(boxes, originals, strict=True)])
-            for boxes, treedef, originals in boxed)
+        return tuple(_gradients(boxed, found))
 
-    return unflatten(out_def, [_unbox(o, level) for o in out_leaves]), vjp_fn
+    value = tree_unflatten(out_def, [_unbox(o, level) for o in out_leaves])
+    if has_aux:
+        return value, vjp_fn, _unbox_tree(aux, level)
+    return value, vjp_fn
 
 
 # --- forward mode --------------------------------------------------------------------------
 
 
-def jvp(fun: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
-    """Forward mode: ``fun(*primals)`` and its derivative along ``tangents``, in one sweep.
+def _dual_input(x: Any, t: Any, what: str) -> tuple[Any, Any]:
+    """A primal leaf and its tangent, checked: same shape, and the primal's dtype."""
+    x = _as_input(x, what.replace("tangent", "primal"))
+    if isinstance(t, Tensor) and t._level == 0:
+        t = t._raw()
+    if shape_of(t) != shape_of(x):
+        raise ValueError(f"{what} has shape {shape_of(t)}, but its primal has shape "
+                         f"{shape_of(x)}")
+    want, have = np.dtype(dtype_of(raw(x))), np.dtype(dtype_of(raw(t)))
+    if have.kind not in "fiu":
+        raise TypeError(f"{what} has dtype {have}; tangents of {want} primals are real")
+    return x, (t if have == want else _cast(t, want))
+
+
+def _tangent_out(t: Any, primal: Any) -> Any:
+    """An output tangent with its output's float dtype (a float32 output has a float32
+    tangent, whatever the dtype of the constants it met)."""
+    if t is None:
+        return _zeros(primal)
+    want = _derivative_dtype(primal)
+    return t if np.dtype(dtype_of(raw(t))) == want else _cast(t, want)
+
+
+def jvp(fun: Callable, primals: Sequence, tangents: Sequence, has_aux: bool = False) -> tuple:
+    """Forward mode: ``fun(*primals)`` and its derivative along ``tangents``, in one sweep:
+    ``(out, tangent_out)``, or ``(out, tangent_out, aux)`` with ``has_aux``.
+
+    Each tangent has the structure and shapes of its primal; it takes the primal's dtype.
 
     >>> import numpy as np, glassgrad as gg
     >>> gg.jvp(np.sin, (0.0,), (2.0,))
     (np.float64(0.0), np.float64(2.0))
+    >>> gg.jvp(lambda x: (x ** 2, "note"), (3.0,), (1.0,), has_aux=True)
+    (np.float64(9.0), np.float64(6.0), 'note')
     """
     primals, tangents = _check_primals_tangents(primals, tangents)
     level = new_level()
-    flat_tangents = [flatten(t)[0] for t in tangents]
-
     args = []
-    for i, (p, t_list) in enumerate(zip(primals, flat_tangents, strict=True)):
-        leaves, treedef = flatten(p)
+    for i, (p, t) in enumerate(zip(primals, tangents, strict=True)):
+        leaves, treedef = tree_flatten(p)
+        t_leaves = _leaves_like(treedef, t, f"tangent {i}", f"primal {i}")
         duals = []
-        for j, (x, t) in enumerate(zip(leaves, t_list, strict=True)):
-            x = _as_input(x, f"primal {i}")
-            t = raw(t) if isinstance(t, Tensor) and t._level == 0 else t
-            if shape_of(t) != shape_of(x):
-                raise ValueError(f"tangent {i} leaf {j} has shape {shape_of(t)}, but its "
-                                 f"primal has shape {shape_of(x)}")
-            duals.append(Dual(x, t, level))
-        args.append(unflatten(treedef, duals))
-    out = fun(*args)
-    out_leaves, out_def = flatten(out)
+        for x, tl, path in zip(leaves, t_leaves, leaf_paths(p), strict=True):
+            x, tl = _dual_input(x, tl, f"tangent {i}{path}")
+            duals.append(Dual(x, tl, level))
+        args.append(tree_unflatten(treedef, duals))
+    out, aux = _split_aux(fun(*args), has_aux, "jvp")
+    out_leaves, out_def = tree_flatten(out)
     values, out_tangents = [], []
     for o in out_leaves:
         if isinstance(o, Dual) and o._level == level:
             values.append(o.primal)
-            out_tangents.append(o.tangent)
+            out_tangents.append(_tangent_out(o.tangent, o.primal))
         else:
             o = _unbox(o, level)
             values.append(o)
-            out_tangents.append(np.zeros(shape_of(o), dtype=dtype_of(raw(o))))
-    return unflatten(out_def, values), unflatten(out_def, out_tangents)
+            out_tangents.append(_zeros(o))
+    result = (tree_unflatten(out_def, values), tree_unflatten(out_def, out_tangents))
+    return result + (_unbox_tree(aux, level),) if has_aux else result
 
 
-def _check_primals_tangents(primals, tangents):
+def _check_primals_tangents(primals: Any, tangents: Any) -> tuple[tuple, tuple]:
     if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
         raise TypeError("jvp takes primals and tangents as tuples (or lists), e.g. "
                         "jvp(f, (x,), (v,))")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp got {len(primals)} primals but {len(tangents)} tangents")
-    for i, (p, t) in enumerate(zip(primals, tangents, strict=True)):
-        if flatten(p)[1] != flatten(t)[1]:
-            raise ValueError(f"tangent {i} must have the same structure as primal {i}")
     return tuple(primals), tuple(tangents)
 
 
-def linearize(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
-    """Evaluate ``fun`` once and return ``(out, jvp_fn)``; ``jvp_fn(*tangents)`` pushes
-    tangents through the recorded computation without evaluating ``fun`` again.
+class _Linearized:
+    """``fun`` evaluated once on boxed primals, ready to push tangents through its graph."""
+
+    def __init__(self, fun: Callable, primals: tuple, has_aux: bool, name: str):
+        level = new_level()
+        boxed_args, self.boxed = _box_args(primals, tuple(range(len(primals))), level)
+        out, aux = _split_aux(fun(*boxed_args), has_aux, name)
+        self.out_leaves, self.out_def = tree_flatten(out)
+        roots = [o for o in self.out_leaves if isinstance(o, Tensor) and o._level == level]
+        self.order = toposort(roots)
+        self.values = [_unbox(o, level) for o in self.out_leaves]
+        self.aux = _unbox_tree(aux, level)
+
+    def push(self, leaf_tangents: dict[int, Any]) -> list[Any]:
+        """The output leaves' tangents, given tangents of some input boxes (by id)."""
+        found = push_tangents(self.order, leaf_tangents)
+        return [_tangent_out(found.get(id(o)) if isinstance(o, Tensor) else None, v)
+                for o, v in zip(self.out_leaves, self.values, strict=True)]
+
+
+def linearize(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
+    """Evaluate ``fun`` once and return ``(out, jvp_fn)`` (with ``has_aux``:
+    ``(out, jvp_fn, aux)``); ``jvp_fn(*tangents)`` pushes tangents through the recorded
+    computation without evaluating ``fun`` again.
 
     >>> import numpy as np, glassgrad as gg
     >>> out, f_jvp = gg.linearize(np.sin, 0.0)
     >>> float(f_jvp(1.0)), float(f_jvp(3.0))
     (1.0, 3.0)
     """
-    level = new_level()
-    boxed_args, boxed = _box_args(primals, tuple(range(len(primals))),
-                                  lambda v, _: _leaf_box(v, level))
-    out = fun(*boxed_args)
-    out_leaves, out_def = flatten(out)
-    roots = [o for o in out_leaves if isinstance(o, Tensor) and o._level == level]
-    order = toposort(roots)
+    lin = _Linearized(fun, primals, has_aux, "linearize")
 
     def jvp_fn(*tangents: Any) -> Any:
         if len(tangents) != len(primals):
             raise ValueError(f"linearized function takes {len(primals)} tangents, got "
                              f"{len(tangents)}")
         leaf_tangents = {}
-        for (boxes, treedef, _), t in zip(boxed, tangents, strict=True):
-            t_leaves, t_def = flatten(t)
-            if t_def != treedef:
-                raise ValueError("each tangent must have the structure of its primal")
-            for b, tl in zip(boxes, t_leaves, strict=True):
-                if tl is not None:
-                    if shape_of(tl) != shape_of(b.data):
-                        raise ValueError(f"tangent of shape {shape_of(tl)} does not match "
-                                         f"the primal of shape {shape_of(b.data)}")
-                    leaf_tangents[id(b)] = tl
-        found = push_tangents(order, leaf_tangents)
-        result = []
-        for o in out_leaves:
-            t = found.get(id(o)) if isinstance(o, Tensor) else None
-            if t is None:
-                t = np.zeros(shape_of(o), dtype=dtype_of(raw(o)))
-            result.append(t)
-        return unflatten(out_def, result)
+        for i, ((boxes, treedef, _), t) in enumerate(zip(lin.boxed, tangents, strict=True)):
+            t_leaves = _leaves_like(treedef, t, f"tangent {i}", f"primal {i}")
+            paths = leaf_paths(tree_unflatten(treedef, boxes))
+            for b, tl, path in zip(boxes, t_leaves, paths, strict=True):
+                leaf_tangents[id(b)] = _dual_input(b._raw(), tl, f"tangent {i}{path}")[1]
+        return tree_unflatten(lin.out_def, lin.push(leaf_tangents))
 
-    return unflatten(out_def, [_unbox(o, level) for o in out_leaves]), jvp_fn
+    out = tree_unflatten(lin.out_def, lin.values)
+    return (out, jvp_fn, lin.aux) if has_aux else (out, jvp_fn)
 
 
 def hvp(fun: Callable, primals: Sequence, tangents: Sequence) -> Any:
@@ -328,17 +441,23 @@ def hvp(fun: Callable, primals: Sequence, tangents: Sequence) -> Any:
 # --- Jacobians and Hessians ----------------------------------------------------------------
 
 
-def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse") -> Callable:
-    """The full Jacobian, shaped ``out.shape + in.shape`` for each output and input.
+def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse",
+             has_aux: bool = False) -> Callable:
+    """The full Jacobian, shaped ``out.shape + in.shape`` for each output and input
+    (with ``has_aux``: ``(jacobian, aux)``).
 
     ``mode="reverse"`` builds it row by row (one backward pass per output element, best
     for few outputs); ``mode="forward"`` column by column (one tangent per input element
-    through a single recorded evaluation, best for few inputs).
+    through a single recorded evaluation, best for few inputs). A real-to-complex
+    function needs ``mode="forward"`` until complex reverse mode is supported.
 
     >>> import numpy as np, glassgrad as gg
     >>> gg.jacobian(lambda x: x ** 2)(np.array([1.0, 2.0]))
     array([[2., 0.],
            [0., 4.]])
+    >>> jac, aux = gg.jacobian(lambda x: (x * 2.0, "note"), has_aux=True)(np.ones(1))
+    >>> jac, aux
+    (array([[2.]]), 'note')
     """
     if mode not in ("reverse", "forward"):
         raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
@@ -355,87 +474,91 @@ def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse") -> Call
 
         diff_args = tuple(args[i] for i in nums)
         build = _jacobian_reverse if mode == "reverse" else _jacobian_forward
-        out_def, in_defs, blocks = build(partial_fun, diff_args)
+        out_def, in_defs, blocks, aux = build(partial_fun, diff_args, has_aux)
         per_output = []
         for row in blocks:  # one row per output leaf
-            per_arg = [unflatten(d, cols) for d, cols in zip(in_defs, row, strict=True)]
+            per_arg = [tree_unflatten(d, cols) for d, cols in zip(in_defs, row, strict=True)]
             per_output.append(per_arg[0] if isinstance(argnums, int) else tuple(per_arg))
-        return unflatten(out_def, per_output)
+        jac = tree_unflatten(out_def, per_output)
+        return (jac, aux) if has_aux else jac
 
     return wrapped
 
 
-def _in_leaves(diff_args):
-    flat = [flatten(a) for a in diff_args]
+def _in_leaves(diff_args: tuple) -> tuple[list, list]:
+    flat = [tree_flatten(a) for a in diff_args]
     return [leaves for leaves, _ in flat], [d for _, d in flat]
 
 
-def _jacobian_reverse(fun, diff_args):
-    out, pullback = vjp(fun, *diff_args)
-    out_leaves, out_def = flatten(out)
+def _basis(x: Any) -> Iterator[Any]:
+    """The unit vectors of ``x``'s space, one at a time, with its float dtype and library."""
+    shape, dtype = shape_of(x), _derivative_dtype(x)
+    xp, n = backend.namespace_of(raw(x)), math.prod(shape)
+    for k in range(n):
+        yield xp.eye(1, n, k=k, dtype=dtype).reshape(shape)
+
+
+def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
+    out, pullback, *aux = vjp(fun, *diff_args, has_aux=has_aux)
+    out_leaves, out_def = tree_flatten(out)
+    for o, path in zip(out_leaves, leaf_paths(out), strict=True):
+        if np.dtype(dtype_of(raw(o))).kind == "c":
+            raise TypeError(f"jacobian(mode='reverse') needs real outputs, but output{path} "
+                            f"has dtype {dtype_of(raw(o))}: use mode='forward' for a "
+                            "real-to-complex function (complex reverse mode is not "
+                            "supported yet)")
     in_leaves, in_defs = _in_leaves(diff_args)
+    zeros = [_zeros(o) for o in out_leaves]
     blocks = []
     for j, o in enumerate(out_leaves):
         rows = []
-        for k in range(int(np.prod(shape_of(o)))):
-            ct = [np.zeros(shape_of(x), dtype=dtype_of(raw(x))) for x in out_leaves]
-            ct[j].reshape(-1)[k] = 1.0
-            grads = pullback(unflatten(out_def, ct))
-            rows.append([flatten(g)[0] for g in grads])
+        for e in _basis(o):
+            cotangent = zeros[:j] + [e] + zeros[j + 1:]
+            grads = pullback(tree_unflatten(out_def, cotangent))
+            rows.append([tree_flatten(g)[0] for g in grads])
         blocks.append(_row_blocks(o, in_leaves, lambda a, m, rows=rows: [r[a][m] for r in rows],
                                   0))
-    return out_def, in_defs, blocks
+    return out_def, in_defs, blocks, (aux[0] if has_aux else None)
 
 
-def _jacobian_forward(fun, diff_args):
-    out, push = linearize(fun, *diff_args)
-    out_leaves, out_def = flatten(out)
+def _jacobian_forward(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
+    lin = _Linearized(fun, diff_args, has_aux, "jacobian")
     in_leaves, in_defs = _in_leaves(diff_args)
     # columns[a][m] is the list of output tangents for each element of input leaf (a, m)
-    columns = []
-    for a, leaves in enumerate(in_leaves):
-        per_leaf = []
-        for m, x in enumerate(leaves):
-            cols = []
-            for k in range(int(np.prod(shape_of(x)))):
-                tangents = [unflatten(d, [None] * len(ls))
-                            for d, ls in zip(in_defs, in_leaves, strict=True)]
-                basis = np.zeros(shape_of(x), dtype=dtype_of(raw(_as_input(x, "input"))))
-                basis.reshape(-1)[k] = 1.0
-                t_leaves = [None] * len(leaves)
-                t_leaves[m] = basis
-                tangents[a] = unflatten(in_defs[a], t_leaves)
-                cols.append(flatten(push(*tangents))[0])
-            per_leaf.append(cols)
-        columns.append(per_leaf)
+    columns = [[[lin.push({id(b): e}) for e in _basis(b._raw())] for b in boxes]
+               for boxes, _, _ in lin.boxed]
     blocks = [_row_blocks(o, in_leaves, lambda a, m, j=j: [c[j] for c in columns[a][m]], -1)
-              for j, o in enumerate(out_leaves)]
-    return out_def, in_defs, blocks
+              for j, o in enumerate(lin.values)]
+    return lin.out_def, in_defs, blocks, lin.aux
 
 
 def _row_blocks(out: Any, in_leaves: list, items: Callable, axis: int) -> list:
     """The Jacobian blocks of one output leaf, shaped ``out.shape + in.shape``: rows
     (reverse mode, ``axis=0``) or columns (forward mode, ``axis=-1``) stacked."""
-    return [[_ops.reshape(_stack(items(a, m), shape_of(out if axis else x), axis),
+    return [[_ops.reshape(_stack(items(a, m), out if axis else x, axis),
                           shape_of(out) + shape_of(x))
              for m, x in enumerate(leaves)]
             for a, leaves in enumerate(in_leaves)]
 
 
-def _stack(items: list, item_shape: tuple, axis: int = 0) -> Any:
+def _stack(items: list, like: Any, axis: int = 0) -> Any:
+    """Derivatives shaped like ``like`` stacked along a new ``axis``."""
     if not items:
-        return np.zeros((0,) + item_shape)
+        return backend.zeros((0,) + tuple(shape_of(like)), _derivative_dtype(like),
+                             like=raw(like))
     if any(isinstance(i, Traced) for i in items):
         return _ops.stack(items, axis=axis)
-    return np.stack([np.asarray(i) for i in items], axis=axis)
+    return np.stack(items, axis=axis)
 
 
-def hessian(fun: Callable, argnums: Argnums = 0) -> Callable:
-    """The Hessian, shaped ``in.shape + in.shape`` (forward over reverse).
+def hessian(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+    """The Hessian, shaped ``in.shape + in.shape`` (forward over reverse); with
+    ``has_aux``: ``(hessian, aux)``. It keeps the input's float dtype.
 
     >>> import numpy as np, glassgrad as gg
     >>> gg.hessian(lambda x: np.sum(x ** 3))(np.array([1.0, 2.0]))
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    return jacobian(grad(fun, argnums), argnums, mode="forward")
+    return jacobian(grad(fun, argnums, has_aux=has_aux), argnums, mode="forward",
+                    has_aux=has_aux)
