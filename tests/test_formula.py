@@ -50,12 +50,14 @@ CASES = {
     "add": (2, [(-2, 2), (-2, 2)], {}), "sub": (2, [(-2, 2), (-2, 2)], {}),
     "mul": (2, [(-2, 2), (-2, 2)], {}), "div": (2, [(-2, 2), _AWAY], {}),
     "pow": (2, [(0.3, 2), (-2, 2)], {}), "maximum": (2, [(-2, 2), (-2, 2)], {}),
-    "minimum": (2, [(-2, 2), (-2, 2)], {}), "clip": (1, [(-2, 2)], {"lo": -1.0, "hi": 1.0}),
+    "minimum": (2, [(-2, 2), (-2, 2)], {}), "clip": (1, [(-2, 2)], {"bounds": (-1.0, 1.0)}),
     "sum": (1, [(-2, 2)], {}), "mean": (1, [(-2, 2)], {}), "max": (1, [(-2, 2)], {}),
     "min": (1, [(-2, 2)], {}), "reshape": (1, [(-2, 2)], {"shape": ()}),
     "transpose": (1, [(-2, 2)], {}), "broadcast_to": (1, [(-2, 2)], {"shape": ()}),
     "sum_to": (1, [(-2, 2)], {"shape": ()}), "astype": (1, [(-2, 2)], {"dtype": np.float64}),
     "getitem": (1, [(-2, 2)], {"index": ()}),
+    "sign": (1, [_AWAY], {}), "floor": (1, [(0.2, 0.8)], {}), "ceil": (1, [(0.2, 0.8)], {}),
+    "remainder": (2, [(2.2, 2.8), (1.1, 2.0)], {}),
 }
 
 
@@ -67,6 +69,8 @@ def _sample(rng, domain):
 
 def _primitive_function(name, arity, params):
     prim = PRIMITIVES[name]
+    if "bounds" in params:  # extra arguments that are not differentiated
+        return lambda x: prim(x, *params["bounds"])
     if arity == 1:
         return lambda x: prim(x, **params)
     return lambda x, y: prim(x, y, **params)

@@ -9,7 +9,8 @@ from . import datasets, extend, nn, optim, prob
 from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_anomaly, numerical_grad
 from ._jit import ConcretizationError, jit
 from ._mode import enable_grad, no_grad
-from ._ops import log_softmax, logsumexp, softmax
+from ._ops import log_softmax, logsumexp, softmax, stop_gradient
+from ._pytree import tree_flatten, tree_map, tree_unflatten
 from ._serialize import load, save
 from ._tensor import Tensor, tensor
 from ._transforms import grad, hessian, hvp, jacobian, jvp, linearize, value_and_grad, vjp
@@ -26,5 +27,5 @@ __all__ = [
     "GradCheckReport", "GradientCheckError", "Tensor", "check_grad", "detect_anomaly",
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
     "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",
-    "value_and_grad", "vjp",
+    "value_and_grad", "vjp", "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten",
 ]

@@ -11,20 +11,21 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend as backend
 from . import _ops
 from . import _rules as R
 from ._primitive import Primitive, Traced
-from ._rules import raw
 
 
 def _concrete_index(index: Any) -> Any:
-    """Indices may hold traced integer arrays or masks; only their values matter."""
+    """Indices carry no derivative: derivative tracers give up their values, while a jit
+    tracer stays (the program recomputes the index); lists become arrays."""
     if isinstance(index, tuple):
         return tuple(_concrete_index(i) for i in index)
     if isinstance(index, Traced):
-        return raw(index)
+        return backend.concrete(index)
     if isinstance(index, list):
-        return np.asarray(index)
+        return backend.as_array(index)
     return index
 
 
@@ -35,8 +36,8 @@ def _binary(prim: Primitive, x: Any, y: Any) -> Any:
     if isinstance(x, Traced):
         if isinstance(y, Traced):
             return prim(x, y)
-        return x._process(prim, (x, y), _NO_PARAMS)
-    return y._process(prim, (x, y), _NO_PARAMS)
+        return x._process(prim, (x, backend.as_constant(y)), _NO_PARAMS)
+    return y._process(prim, (backend.as_constant(x), y), _NO_PARAMS)
 
 
 class ArrayMethods(Traced):
@@ -52,10 +53,13 @@ class ArrayMethods(Traced):
     # --- array attributes ------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return np.shape(raw(self))
+        return backend.shape_of(self._raw())
 
     @property
     def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
         return len(self.shape)
 
     @property
@@ -64,7 +68,7 @@ class ArrayMethods(Traced):
 
     @property
     def dtype(self) -> np.dtype:
-        return np.asarray(raw(self)).dtype
+        return backend.dtype_of(self._raw())
 
     @property
     def T(self) -> Any:
@@ -89,6 +93,12 @@ class ArrayMethods(Traced):
     def __rmul__(self, other): return _binary(R.mul, other, self)
     def __truediv__(self, other): return _binary(R.div, self, other)
     def __rtruediv__(self, other): return _binary(R.div, other, self)
+    def __floordiv__(self, other): return _binary(R.floor_divide, self, other)
+    def __rfloordiv__(self, other): return _binary(R.floor_divide, other, self)
+    def __mod__(self, other): return _binary(R.remainder, self, other)
+    def __rmod__(self, other): return _binary(R.remainder, other, self)
+    def __divmod__(self, other): return _ops.divmod_(self, other)
+    def __rdivmod__(self, other): return _ops.divmod_(other, self)
     def __pow__(self, other): return _binary(R.power, self, other)
     def __rpow__(self, other): return _binary(R.power, other, self)
     def __matmul__(self, other): return _ops.matmul(self, other)
@@ -97,37 +107,76 @@ class ArrayMethods(Traced):
     def __pos__(self): return self
     def __abs__(self): return R.abs_(self)
 
-    # Comparisons look at values only and give plain boolean arrays (as PyTorch masks do).
-    def __lt__(self, other): return raw(self) < raw(other)
-    def __le__(self, other): return raw(self) <= raw(other)
-    def __gt__(self, other): return raw(self) > raw(other)
-    def __ge__(self, other): return raw(self) >= raw(other)
-    def __eq__(self, other): return raw(self) == raw(other)  # type: ignore[override]
-    def __ne__(self, other): return raw(self) != raw(other)  # type: ignore[override]
+    # Comparisons and logic are primitives without derivatives: plain boolean arrays on
+    # eager tensors (as PyTorch masks are), recorded under jit, batched under vmap.
+    def __lt__(self, other): return _binary(R.less, self, other)
+    def __le__(self, other): return _binary(R.less_equal, self, other)
+    def __gt__(self, other): return _binary(R.greater, self, other)
+    def __ge__(self, other): return _binary(R.greater_equal, self, other)
+    def __eq__(self, other): return _binary(R.equal, self, other)  # type: ignore[override]
+    def __ne__(self, other): return _binary(R.not_equal, self, other)  # type: ignore[override]
+    def __and__(self, other): return _binary(R.bitwise_and, self, other)
+    def __rand__(self, other): return _binary(R.bitwise_and, other, self)
+    def __or__(self, other): return _binary(R.bitwise_or, self, other)
+    def __ror__(self, other): return _binary(R.bitwise_or, other, self)
+    def __xor__(self, other): return _binary(R.bitwise_xor, self, other)
+    def __rxor__(self, other): return _binary(R.bitwise_xor, other, self)
+    def __invert__(self): return R.invert(self)
     __hash__ = object.__hash__  # identity, so traced values can key dicts and sets
 
     def __getitem__(self, index: Any) -> Any:
         return R.getitem(self, index=_concrete_index(index))
 
     def __bool__(self) -> bool:
-        # Python control flow on concrete values is allowed in every transform.
-        return bool(raw(self))
+        # Python control flow on concrete values is allowed in derivative transforms;
+        # interpreters without concrete values (jit) refuse it.
+        return bool(backend.concrete(self))
 
     # --- methods ---------------------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False): return _ops.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _ops.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _ops.max(self, axis, keepdims)
-    def min(self, axis=None, keepdims=False): return _ops.min(self, axis, keepdims)
+    def sum(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.sum(self, _dim(axis, dim), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.mean(self, _dim(axis, dim), keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.max(self, _dim(axis, dim), keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.min(self, _dim(axis, dim), keepdims=keepdims)
+
+    def argmax(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.argmax(self, _dim(axis, dim), keepdims=keepdims)
+
+    def argmin(self, axis=None, keepdims=False, *, dim=None):
+        return _ops.argmin(self, _dim(axis, dim), keepdims=keepdims)
+
     def reshape(self, *shape): return _ops.reshape(self, *shape)
-    def flatten(self): return _ops.ravel(self)
+
+    def view(self, *shape):
+        """PyTorch's name for ``reshape`` (a traced value has no storage to alias)."""
+        return _ops.reshape(self, *shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        shape = self.shape
+        if not shape:
+            return _ops.reshape(self, (1,))
+        start, end = start_dim % len(shape), end_dim % len(shape)
+        merged = int(np.prod(shape[start:end + 1]))
+        return _ops.reshape(self, shape[:start] + (merged,) + shape[end + 1:])
+
     def ravel(self): return _ops.ravel(self)
-    def squeeze(self, axis=None): return _ops.squeeze(self, axis)
+
+    def squeeze(self, axis=None, *, dim=None): return _ops.squeeze(self, _dim(axis, dim))
+
+    def unsqueeze(self, dim: int): return _ops.expand_dims(self, dim)
 
     def transpose(self, *axes):
         if len(axes) == 1 and isinstance(axes[0], tuple | list):
             axes = tuple(axes[0])
         return _ops.transpose(self, axes or None)
 
+    def pow(self, exponent): return _binary(R.power, self, exponent)
     def exp(self): return R.exp(self)
     def log(self): return R.log(self)
     def sqrt(self): return R.sqrt(self)
@@ -145,39 +194,37 @@ class ArrayMethods(Traced):
     def clip(self, lo=None, hi=None): return _ops.clip(self, lo, hi)
 
     def astype(self, dtype, copy=True):
+        """A float dtype keeps the derivative; an integer or boolean cast carries none
+        (as in JAX)."""
         dtype = np.dtype(dtype)
-        if not np.issubdtype(dtype, np.floating):
-            raise TypeError(f"astype({dtype}) would cut the graph; only float dtypes keep it")
+        if dtype.kind not in "fc":
+            return R.cast(self, dtype=dtype)
         return self if dtype == self.dtype and not copy else R.astype(self, dtype=dtype)
+
+    def float(self): return self.astype(np.float32, copy=False)
+    def double(self): return self.astype(np.float64, copy=False)
 
     # --- NumPy protocols -------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        op = _ops.UFUNCS.get(ufunc)
-        if op is None or method != "__call__" or kwargs:
+        op = _ops.dispatch_table().get(ufunc)
+        if op is None or method != "__call__":
             return self._unusual_ufunc(ufunc, method, inputs, kwargs)
+        if kwargs:
+            _ops.no_out(ufunc.__name__, kwargs)
         if len(inputs) == 1 and type(op) is Primitive:
             return self._process(op, inputs, _NO_PARAMS)  # self is the only input
-        return op(*inputs)
+        return op(*[backend.as_constant(x) for x in inputs])
 
     def _unusual_ufunc(self, ufunc, method, inputs, kwargs):
         if method != "__call__":
             raise TypeError(f"np.{ufunc.__name__}.{method} is not supported on traced "
                             "values; use the matching reduction (np.sum, np.max, ...)")
-        if ufunc in _ops.NONDIFFERENTIABLE_UFUNCS:
-            return ufunc(*[raw(x) for x in inputs], **kwargs)
-        if ufunc not in _ops.UFUNCS:
-            raise TypeError(f"np.{ufunc.__name__} is not supported on traced values "
-                            "(no derivative rule); see gg.extend.defprimitive to add one")
-        _ops._no_out(ufunc.__name__, kwargs)
-        return _ops.UFUNCS[ufunc](*inputs)
+        raise _ops.unsupported(ufunc)
 
     def __array_function__(self, func, types, args, kwargs):
-        if func in _ops.NONDIFFERENTIABLE_FUNCTIONS:
-            return func(*_raw_tree(args), **_raw_tree(kwargs))
-        op = _ops.FUNCTIONS.get(func)
+        op = _ops.dispatch_table().get(func)
         if op is None:
-            raise TypeError(f"{_numpy_name(func)} is not supported on traced values (no "
-                            "derivative rule); see gg.extend.defprimitive to add one")
+            raise _ops.unsupported(func)
         return op(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
@@ -196,15 +243,8 @@ class ArrayMethods(Traced):
         raise self._concretize_error("complex()")
 
 
-def _numpy_name(func: Any) -> str:
-    module = getattr(func, "__module__", "numpy") or "numpy"
-    parts = [p for p in module.split(".") if not p.startswith("_")]
-    return ".".join(["np", *parts[1:], func.__name__])
-
-
-def _raw_tree(x: Any) -> Any:
-    if isinstance(x, tuple | list):
-        return type(x)(_raw_tree(i) for i in x)
-    if isinstance(x, dict):
-        return {k: _raw_tree(v) for k, v in x.items()}
-    return raw(x)
+def _dim(axis: Any, dim: Any) -> Any:
+    """PyTorch's ``dim=`` is NumPy's ``axis=``."""
+    if dim is not None and axis is not None:
+        raise TypeError("give axis or dim, not both")
+    return axis if dim is None else dim

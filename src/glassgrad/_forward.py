@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from ._array_methods import ArrayMethods
+from ._backend import shape_of, zeros_like
 from ._mode import MODE
 from ._primitive import Primitive
-from ._rules import broadcast_to, shape_of, zeros_like
+from ._rules import broadcast_to
 
 
 class Dual(ArrayMethods):
@@ -48,6 +49,8 @@ class Dual(ArrayMethods):
             if type(a) is Dual and a._level == level:
                 primals[i] = a.primal
                 tangents[i] = a.tangent
+        if prim.nondifferentiable:  # no derivative: the value one level down is the result
+            return prim(*primals, **params)
         ans = prim(*primals, **params)
         return Dual(ans, apply_jvp(prim, tangents, ans, primals, params), level)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Levels of transforms grow monotonically, so an inner transform always outranks the
 # transforms that enclose it. Level 0 is the eager tape of ``Tensor``.
@@ -42,6 +42,17 @@ class Traced:
         raise NotImplementedError
 
 
+class SourceCall(NamedTuple):
+    """What a primitive's ``source`` column gets to print one call as ``jit`` source:
+    ``args`` and ``params`` already printed, and the concrete ``values`` of the arguments
+    and ``raw_params`` (for decisions on shapes and types)."""
+
+    args: list[str]
+    params: dict[str, str]
+    values: list[Any]
+    raw_params: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Examples:
     """How the table-driven tests exercise a primitive.
@@ -57,7 +68,8 @@ class Examples:
 
 @dataclass(eq=False)
 class Primitive:
-    """One differentiable operation: its implementation and its rules, side by side.
+    """One operation: its implementation and its rules, side by side, and everything the
+    other interpreters need to know about it (the row of the rule table).
 
     * ``impl(*args, **params)`` computes the result on plain arrays.
     * ``vjps[i](g, ans, *args, **params)`` pulls the cotangent ``g`` of the output back to
@@ -65,6 +77,16 @@ class Primitive:
       condition). The engine un-broadcasts the result to the argument's shape.
     * ``jvp(tangents, ans, *args, **params)`` pushes tangents forward; ``tangents[i]`` is
       ``None`` for an argument with a zero tangent.
+    * ``nondifferentiable``: the result carries no derivative (a comparison, a mask, an
+      integer cast). It still goes to the interpreter that owns its arguments, so ``jit``
+      records it and derivative levels unwrap their values and call it one level down.
+    * ``numpy``: the NumPy ufuncs and functions that dispatch to this primitive on a
+      traced value (derived from ``impl`` when it is a ufunc).
+    * ``sympy(sp, *args, **params)``: the same operation on SymPy expressions, for
+      ``formula`` and the ``explain`` command; ``sympy_derivatives`` where the engine's
+      convention at a kink differs from what SymPy would say.
+    * ``source(args, params)``: how ``jit`` prints a call (default: the ufunc's name, or a
+      call of the implementation).
 
     Rules are written with primitives, never with raw ``.data``, so they are
     differentiable themselves and higher derivatives need no extra code.
@@ -78,18 +100,23 @@ class Primitive:
     test: Examples | None = field(default=None, repr=False)
     # Parameters that may hold traced values (an index array inside jit); rarely set.
     traced_params: tuple[str, ...] = ()
+    numpy: tuple[Callable[..., Any], ...] = ()
+    elementwise: bool = False
+    sympy: Callable[..., Any] | None = field(default=None, repr=False)
+    sympy_derivatives: tuple[Callable[..., Any], ...] | None = field(default=None, repr=False)
+    source: Callable[..., str] | None = field(default=None, repr=False)
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         top = None
         for a in args:
             if isinstance(a, Traced) and (top is None or a._level > top._level):
                 top = a
-        if top is None and self.traced_params:
-            top = _first_traced([params.get(name) for name in self.traced_params])
+        if self.traced_params:
+            found = _first_traced([params.get(name) for name in self.traced_params])
+            if found is not None and (top is None or found._level > top._level):
+                top = found
         if top is None:
             return self.impl(*args, **params)
-        if self.nondifferentiable:  # a mask or a sign: computed on the concrete values
-            return self.impl(*[_concrete(a) for a in args], **params)
         return top._process(self, args, params)
 
     def __repr__(self) -> str:
@@ -107,14 +134,17 @@ def _first_traced(x: Any) -> Traced | None:
     return None
 
 
-def _concrete(x: Any) -> Any:
-    while isinstance(x, Traced) and x._differentiating:
-        x = x._raw()
-    return x
-
-
 # The rule table: every primitive registered here is walked by the derivative tests.
 PRIMITIVES: dict[str, Primitive] = {}
+
+
+_registrations = itertools.count(1)
+_registry_version = 0
+
+
+def registry_version() -> int:
+    """Grows with every registration, so tables derived from the rows know to rebuild."""
+    return _registry_version
 
 
 def register(prim: Primitive) -> Primitive:
@@ -122,5 +152,7 @@ def register(prim: Primitive) -> Primitive:
         raise ValueError(f"a primitive named {prim.name!r} is already registered; pick "
                          "another name, or remove the old one first with "
                          f"gg.extend.primitives.pop({prim.name!r})")
+    global _registry_version
     PRIMITIVES[prim.name] = prim
+    _registry_version = next(_registrations)
     return prim

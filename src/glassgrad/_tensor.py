@@ -14,36 +14,103 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from operator import itemgetter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from . import _backend as backend
+from . import _rules as _R
 from ._array_methods import ArrayMethods
+from ._backend import concrete as raw
 from ._mode import MODE
-from ._primitive import Primitive
-from ._rules import add, raw, sum_to
+from ._primitive import Primitive, Traced
+from ._record import Node
+from ._rules import add, sum_to
 
 # Creation order: a tensor is always created after its parents, so visiting tensors by
 # decreasing sequence number is a topological order (children before parents).
 _sequence = itertools.count()
 
 
-class Node(tuple):
-    """What a recorded operation remembers: ``(prim, args, params, ans, parents)``.
+class WatchedArray(np.ndarray):
+    """The array behind an eager tensor, as ``tensor.data`` hands it out.
 
-    ``args`` are the argument values one level down (constants included), ``ans`` the
-    output value, ``parents`` the ``(argnum, Tensor)`` pairs that receive cotangents. A
-    tuple, because one is built for every recorded operation.
+    It is the tensor's own memory (no copy), and every in-place write through it
+    (``t.data[...] = v``, ``t.data -= g``, ``np.copyto(t.data, v)``, ``t.data.fill(0)``)
+    counts in the tensor's version, as PyTorch's version counter does. A backward pass
+    that would read a value changed since it was saved then raises instead of computing
+    a gradient at the new values. Arithmetic on it gives plain arrays.
     """
 
-    __slots__ = ()
-    prim = property(itemgetter(0))
-    args = property(itemgetter(1))
-    params = property(itemgetter(2))
-    ans = property(itemgetter(3))
-    parents = property(itemgetter(4))
+    _cell: list | None = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self._cell = getattr(obj, "_cell", None)
+
+    def _bump(self) -> None:
+        if self._cell is not None:
+            self._cell[0] += 1
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._bump()
+        np.ndarray.__setitem__(self, key, value)
+
+    def fill(self, value: Any) -> None:
+        self._bump()
+        np.ndarray.fill(self.view(np.ndarray), value)
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self._bump()
+        np.ndarray.sort(self.view(np.ndarray), *args, **kwargs)
+
+    def copy(self, order: str = "C") -> np.ndarray:
+        return np.array(self.view(np.ndarray), order=order, copy=True)
+
+    def astype(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        return self.view(np.ndarray).astype(*args, **kwargs)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        inputs = tuple(_plain(x) for x in inputs)
+        if out is not None:
+            for o in out:
+                if isinstance(o, WatchedArray):
+                    o._bump()
+            kwargs["out"] = tuple(_plain(o) for o in out)
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        if out is not None:  # `a += b` rebinds `a` to what this returns: keep it watched
+            return out[0] if len(out) == 1 else out
+        return result
+
+    def __array_function__(self, func, types, args, kwargs):
+        if func in _WRITES_FIRST_ARGUMENT and args and isinstance(args[0], WatchedArray):
+            args[0]._bump()
+        return func(*_plain_tree(args), **_plain_tree(kwargs))
+
+    def __repr__(self) -> str:
+        return repr(self.view(np.ndarray))
+
+    def __str__(self) -> str:
+        return str(self.view(np.ndarray))
+
+    def __reduce__(self):
+        return self.view(np.ndarray).__reduce__()
+
+
+_WRITES_FIRST_ARGUMENT = {np.copyto, np.put, np.place, np.putmask, np.fill_diagonal,
+                          np.put_along_axis}
+
+
+def _plain(x: Any) -> Any:
+    return x.view(np.ndarray) if isinstance(x, WatchedArray) else x
+
+
+def _plain_tree(x: Any) -> Any:
+    if isinstance(x, tuple | list):
+        return type(x)(_plain_tree(i) for i in x)
+    if isinstance(x, dict):
+        return {k: _plain_tree(v) for k, v in x.items()}
+    return _plain(x)
 
 
 _new_node = tuple.__new__
@@ -60,82 +127,119 @@ class Tensor(ArrayMethods):
     array([2., 4., 6.])
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_seq", "__weakref__")
+    __slots__ = ("_value", "grad", "requires_grad", "_node", "_seq", "_cell", "__weakref__")
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None):
-        data = _as_array(data, dtype)
-        if requires_grad and not np.issubdtype(data.dtype, np.inexact):
+        if isinstance(data, Traced) and not (isinstance(data, Tensor) and data._level == 0):
+            raise TypeError("Tensor(...) of a traced value would cut the graph; use "
+                            "gg.tensor(x), which keeps the trace")
+        data = backend.as_array(data._value if isinstance(data, Tensor) else data, dtype)
+        if requires_grad and backend.dtype_of(data).kind not in "fc":
             raise TypeError(f"only floating-point tensors can require gradients, got "
                             f"dtype {data.dtype}; pass dtype=float or float data")
-        self.data = data
-        self.grad: np.ndarray | None = None
+        self._value = data
+        self.grad: Any = None
         self.requires_grad = bool(requires_grad)
         self._node: Node | None = None
         self._level = 0
         self._seq = next(_sequence)
+        self._cell = [0]
 
     # --- construction on the hot path ------------------------------------------------------
     @staticmethod
-    def _wrap(data: Any, level: int, node: Node | None) -> Tensor:
+    def _wrap(data: Any, level: int, node: Node | None, cell: list | None = None) -> Tensor:
         t = object.__new__(Tensor)
-        t.data = data
+        t._value = data
         t.grad = None
         t.requires_grad = node is not None
         t._node = node
         t._level = level
         t._seq = next(_sequence)
+        t._cell = [0] if cell is None else cell
         return t
 
     def _raw(self) -> Any:
-        return self.data
+        return self._value
+
+    @property
+    def data(self) -> Any:
+        """The backing array (the tensor's own memory). In-place writes through it are
+        counted, so a backward pass that needed the old values raises."""
+        value = self._value
+        if self._level or type(value) is not np.ndarray:
+            return value
+        view = value.view(WatchedArray)
+        view._cell = self._cell
+        return view
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        value = value._value if isinstance(value, Tensor) else value
+        self._value = backend.as_array(value)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return getattr(self.data, "shape", ())
+        return getattr(self._value, "shape", ())
 
     @property
     def dtype(self) -> np.dtype:
-        data = self.data
+        data = self._value
         return data.dtype if hasattr(data, "dtype") else np.result_type(data)
 
-    def _process(self, prim: Primitive, args: tuple, params: dict) -> Tensor:
+    def _process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         level = self._level
+        saved: Any = ()
         if len(args) == 1:  # self is the argument: the common unary case, unrolled
-            vals: Any = (self.data,)
+            vals: Any = (self._value,)
             parents: Any = ((0, self),) if self.requires_grad else ()
+            if not level:
+                saved = ((self._cell, self._cell[0]),)
         elif len(args) == 2:  # binary, unrolled
             x, y = args
             own_x = type(x) is Tensor and x._level == level
             own_y = type(y) is Tensor and y._level == level
-            vals = (x.data if own_x else x, y.data if own_y else y)
+            vals = (x._value if own_x else x, y._value if own_y else y)
             parents = []
-            if own_x and x.requires_grad:
-                parents.append((0, x))
-            if own_y and y.requires_grad:
-                parents.append((1, y))
+            if own_x:
+                if x.requires_grad:
+                    parents.append((0, x))
+                if not level:
+                    saved = ((x._cell, x._cell[0]),)
+            if own_y:
+                if y.requires_grad:
+                    parents.append((1, y))
+                if not level:
+                    saved += ((y._cell, y._cell[0]),)
         else:
             vals = list(args)
             parents = []
             for i, a in enumerate(args):
                 if type(a) is Tensor and a._level == level:
-                    vals[i] = a.data
+                    vals[i] = a._value
                     if a.requires_grad:
                         parents.append((i, a))
+                    if not level:
+                        saved += ((a._cell, a._cell[0]),)
         mode = MODE.get()
         if level == 0 and mode.jit is not None:  # eager tensors inside gg.jit
             return mode.jit.record_primitive(prim, args, params)
+        if prim.nondifferentiable:  # no derivative: the value one level down is the result
+            return prim.impl(*vals, **params) if level == 0 else prim(*vals, **params)
         # At level 0 every value is concrete, so the implementation runs directly.
         ans = prim.impl(*vals, **params) if level == 0 else prim(*vals, **params)
         if mode.anomaly:
             _check_finite(ans, prim.name, "forward")
         t = _new_object(Tensor)
-        t.data = ans
+        t._value = ans
         t.grad = None
         t._level = level
         t._seq = next(_sequence)
+        cell = t._cell = [0]
         if parents and (level or mode.grad_enabled):
             t.requires_grad = True
-            t._node = _new_node(Node, (prim, vals, params, ans, parents))
+            if saved:
+                saved += ((cell, 0),)
+            t._node = _new_node(Node, (prim, vals, params, ans, parents, saved))
         else:
             t.requires_grad = False
             t._node = None
@@ -157,27 +261,34 @@ class Tensor(ArrayMethods):
         if not self.requires_grad:
             raise RuntimeError("this tensor does not require grad and has no graph: "
                                "create its inputs with requires_grad=True")
+        value = self._value
         if gradient is None:
-            if self.data.size != 1:
+            if backend.size_of(value) != 1:
                 raise ValueError(f"backward() of a non-scalar tensor of shape {self.shape} "
                                  "needs `gradient` (shaped like the tensor); or reduce it "
                                  "first, e.g. y.sum().backward()")
-            gradient = backend.ones(self.data.shape, self.data.dtype, like=self.data)
+            gradient = backend.ones(self.shape, self.dtype, like=value)
         else:
-            gradient = np.asarray(raw(gradient), dtype=self.data.dtype)
-            if gradient.shape != self.shape:
-                raise ValueError(f"gradient has shape {gradient.shape}, but the tensor has "
-                                 f"shape {self.shape}")
+            gradient = gradient._value if isinstance(gradient, Tensor) else gradient
+            if backend.shape_of(gradient) != self.shape:
+                raise ValueError(f"gradient has shape {backend.shape_of(gradient)}, but the "
+                                 f"tensor has shape {self.shape}")
+            gradient = backend.as_array(gradient).astype(self.dtype, copy=False)
         seen: set[int] = set()
         for leaf, g in backprop([(self, gradient)]):
-            g = _owned(np.asarray(g), seen)
+            if backend.dtype_of(g).kind == "c" and leaf.dtype.kind != "c":
+                raise TypeError(f"backward() produced a complex gradient for a real leaf of "
+                                f"dtype {leaf.dtype}: the function has complex values on the "
+                                "way; complex numbers are not supported yet")
+            g = _owned(g, seen)
             leaf.grad = g if leaf.grad is None else leaf.grad + g
 
     def zero_grad(self) -> None:
         self.grad = None
 
     def detach(self) -> Tensor:
-        return Tensor._wrap(self.data, self._level, None)
+        """The same memory, without a graph; in-place changes count for both (as PyTorch)."""
+        return Tensor._wrap(self._value, self._level, None, self._cell)
 
     def numpy(self) -> np.ndarray:
         if self._level != 0:
@@ -190,9 +301,9 @@ class Tensor(ArrayMethods):
     def item(self) -> float:
         if self._level != 0:
             raise self._concretize_error(".item()")
-        if self.data.size != 1:
+        if backend.size_of(self._value) != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
+        return self._value.item()
 
     def __float__(self) -> float:
         if self._level != 0:
@@ -210,7 +321,49 @@ class Tensor(ArrayMethods):
         if self.requires_grad:
             raise TypeError("can't convert a tensor that requires grad to a NumPy array: "
                             "it would leave the graph; use tensor.detach() first")
-        return self.data if dtype is None else self.data.astype(dtype)
+        value = np.asarray(self._value)
+        return value if dtype is None else value.astype(dtype)
+
+    # --- in place, as in PyTorch -----------------------------------------------------------
+    def _inplace(self, prim: Primitive, other: Any, symbol: str) -> Tensor:
+        if self._level != 0:  # traced values are immutable: rebind, as JAX does
+            return prim(self, other)
+        if self.requires_grad and MODE.get().grad_enabled:
+            if self._node is None:
+                raise RuntimeError(
+                    f"a leaf tensor that requires grad cannot be changed in place "
+                    f"(`{symbol}`): the change would not be recorded. Update parameters "
+                    "inside `with gg.no_grad():`, or write `x = x " + symbol[0] + " ...` "
+                    "for a new tensor")
+            # Recorded: the result replaces this tensor's value and history, under the same
+            # identity; the old array, which the graph may have saved, is left untouched.
+            new = prim(self, other)
+            self._value, self._node, self._seq = new._value, new._node, new._seq
+            self._cell = new._cell
+            return self
+        other = other._value if isinstance(other, Tensor) else other
+        self._cell[0] += 1
+        if type(self._value) is np.ndarray:  # the same memory, as optimizers expect
+            prim.impl(self._value, other, out=self._value)
+        else:  # NumPy scalars and immutable foreign arrays: a new value
+            self._value = prim.impl(self._value, other)
+        return self
+
+    def __iadd__(self, other): return self._inplace(_R.add, other, "+=")
+    def __isub__(self, other): return self._inplace(_R.sub, other, "-=")
+    def __imul__(self, other): return self._inplace(_R.mul, other, "*=")
+    def __itruediv__(self, other): return self._inplace(_R.div, other, "/=")
+    def __ipow__(self, other): return self._inplace(_R.power, other, "**=")
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if self._level != 0:
+            raise TypeError("traced values are immutable: build the new array with "
+                            "np.where, or x.at-style scatter (gg does not mutate traces)")
+        if self.requires_grad and MODE.get().grad_enabled:
+            raise RuntimeError("item assignment to a tensor that requires grad is not "
+                               "recorded; do it inside `with gg.no_grad():` or build a new "
+                               "tensor with np.where / np.concatenate")
+        self.data[index] = value._value if isinstance(value, Tensor) else value
 
     def _concretize_error(self, what: str) -> TypeError:
         return TypeError(
@@ -222,35 +375,35 @@ class Tensor(ArrayMethods):
     def __repr__(self) -> str:
         if self._level != 0:
             return f"Traced(level={self._level}, shape={self.shape}, dtype={self.dtype})"
-        body = np.array2string(np.asarray(raw(self)), separator=", ", prefix="tensor(")
+        body = np.array2string(backend.to_numpy(self._value), separator=", ",
+                               prefix="tensor(")
         extra = ", requires_grad=True" if self.requires_grad else ""
         return f"tensor({body}{extra})"
 
 
-def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Any:
     """Make an eager tensor from a number, nested lists or an array (float64 by default).
+
+    Inside a transform, ``gg.tensor`` of a traced value keeps the trace (it returns the
+    value itself, cast to ``dtype`` if one is given), so code written for eager tensors
+    can be differentiated.
 
     >>> import glassgrad as gg
     >>> gg.tensor([1, 2]).dtype, gg.tensor([1.0, 2.0]).dtype
     (dtype('int64'), dtype('float64'))
     """
-    if isinstance(data, Tensor):
-        data = data.data
+    if isinstance(data, Traced) and not (isinstance(data, Tensor) and data._level == 0):
+        if requires_grad:
+            raise TypeError("requires_grad=True on a traced value: inside a transform the "
+                            "transform decides what is differentiated")
+        return data if dtype is None else data.astype(dtype)
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
-def _as_array(data: Any, dtype: Any) -> np.ndarray:
-    if isinstance(data, Tensor):
-        data = data.data
-    arr = np.array(data, dtype=dtype)
-    if arr.dtype == object or arr.dtype.kind in "USV":
-        raise TypeError(f"cannot make a tensor from {type(data).__name__} data of dtype "
-                        f"{arr.dtype}; use numbers, nested lists of numbers or arrays")
-    return arr
-
-
-def _owned(g: np.ndarray, seen: set[int]) -> np.ndarray:
+def _owned(g: Any, seen: set[int]) -> Any:
     """A gradient array that no other leaf shares and that may be written to."""
+    if type(g) is not np.ndarray:
+        return g if not backend.is_array(g) else np.array(g)
     if id(g) in seen or not g.flags.writeable or g.base is not None:
         g = g.copy()
     seen.add(id(g))
@@ -278,12 +431,18 @@ def _by_sequence(t: Tensor) -> int:
     return t._seq
 
 
-def backprop(roots: list[tuple[Tensor, Any]]) -> list[tuple[Tensor, Any]]:
+def backprop(roots: list[tuple[Tensor, Any]], pull: Callable | None = None,
+             on_edge: Callable | None = None) -> list[tuple[Tensor, Any]]:
     """Send cotangents from ``roots`` back to the leaves; returns ``(leaf, gradient)``.
 
     Tensors are visited newest first (a max-heap on creation order), so each node's rule
     runs once, after every child has contributed; cotangents of a tensor used several
     times are summed. No recursion: chains of any length work.
+
+    This is the one backward loop of the package. ``pull(t, i, g)`` replaces the VJP
+    rule of argument ``i`` (``formula`` pulls SymPy expressions through the same loop);
+    ``on_edge(t, i, parent, contrib)`` sees every cotangent sent (``trace`` and ``why``
+    keep them).
     """
     grads: dict[int, Any] = {}
     heap: list[tuple[int, Tensor]] = []
@@ -304,25 +463,55 @@ def backprop(roots: list[tuple[Tensor, Any]]) -> list[tuple[Tensor, Any]]:
         if node is None:
             leaves.append((t, g))
             continue
-        prim, args, params, ans, parents = node
+        prim, args, params, ans, parents, saved = node
+        for cell, version in saved:
+            if cell[0] != version:
+                raise _changed_in_place(prim)
         vjps = prim.vjps
         for i, parent in parents:
-            contrib = vjps[i](g, ans, *args, **params)
+            if pull is None:
+                try:
+                    rule = vjps[i]
+                except IndexError:
+                    rule = None
+                if rule is None:
+                    raise _no_vjp(prim, i)
+                contrib = rule(g, ans, *args, **params)
+            else:
+                contrib = pull(t, i, g)
             if anomaly:
                 _check_backward(contrib, g, prim.name)
             # Only operations of several arguments broadcast; un-broadcast them here,
             # in one place, instead of in every rule.
-            if len(args) > 1:
-                parent_shape = getattr(parent.data, "shape", ())
+            if len(args) > 1 and pull is None:
+                parent_shape = getattr(parent._value, "shape", ())
                 if getattr(contrib, "shape", ()) != parent_shape:
                     contrib = sum_to(contrib, shape=parent_shape)
+            if on_edge is not None:
+                on_edge(t, i, parent, contrib)
             key = id(parent)
             if key in grads:
-                grads[key] = add(grads[key], contrib)
+                grads[key] = add(grads[key], contrib) if pull is None else grads[key] + contrib
             else:
                 grads[key] = contrib
                 push(heap, (-parent._seq, parent))
     return leaves
+
+
+def _no_vjp(prim: Primitive, i: int) -> NotImplementedError:
+    return NotImplementedError(
+        f"primitive '{prim.name}' has no VJP rule for its argument {i}, so reverse mode "
+        "cannot differentiate it with respect to that argument; give defprimitive a "
+        "`vjp=` (or `derivatives=`) entry for it")
+
+
+def _changed_in_place(prim: Primitive) -> RuntimeError:
+    return RuntimeError(
+        f"an array that the backward pass of '{prim.name}' needs was changed in place after "
+        "the forward pass recorded it (by an in-place operator, an optimizer step, "
+        "load_state_dict or a write to .data): the gradient would be computed at the new "
+        "values. Run the forward pass again after the change, or change the array after "
+        "backward().")
 
 
 def _check_finite(value: Any, op: str, direction: str) -> None:

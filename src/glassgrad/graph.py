@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from ._primitive import Traced, new_level
-from ._pytree import flatten, unflatten
+from ._pytree import flatten, leaf_paths, unflatten
 from ._rules import raw, sum_to
-from ._tensor import Tensor, toposort
+from ._tensor import Tensor, backprop, toposort
 
 __all__ = ["Graph", "GraphEdge", "GraphNode", "trace"]
 
@@ -89,8 +89,12 @@ class Graph:
     """A recorded computation: ``nodes`` in topological order, ``edges``, ``inputs``
     and ``output``. Built by :func:`trace`."""
 
-    def __init__(self, nodes: list[GraphNode], edges: list[GraphEdge], output: int):
+    def __init__(self, nodes: list[GraphNode], edges: list[GraphEdge], output: int,
+                 tape: tuple[Any, dict[int, int]] = (None, {})):
         self.nodes = nodes
+        # The engine's own record behind the drawing: the output tensor and, for each
+        # tensor, its node id. ``formula`` runs the engine's backward loop over it.
+        self.tape = tape
         self.edges = edges
         self.inputs = [n for n in nodes if n.op == "input"]
         self.output = nodes[output]
@@ -335,7 +339,7 @@ def _argument_names(fun: Callable, count: int) -> list[str]:
 def _box_tree(value: Any, name: str, level: int, boxes: list) -> Any:
     leaves, treedef = flatten(value)
     new = []
-    for path, leaf in zip(_leaf_paths(value), leaves, strict=True):
+    for path, leaf in zip(leaf_paths(value), leaves, strict=True):
         x = _float_value(leaf)
         if x is None:
             new.append(leaf)
@@ -347,21 +351,10 @@ def _box_tree(value: Any, name: str, level: int, boxes: list) -> Any:
     return unflatten(treedef, new)
 
 
-def _leaf_paths(tree: Any) -> list[str]:
-    """Index suffixes (``[0]``, ``['w']``) of the leaves, in ``flatten``'s order."""
-    if isinstance(tree, tuple | list) and not hasattr(tree, "_fields"):
-        items: Iterable = enumerate(tree)
-    elif isinstance(tree, dict):
-        items = ((repr(k), v) for k, v in tree.items())
-    else:
-        return [""]
-    return [f"[{k}]{rest}" for k, v in items for rest in _leaf_paths(v)]
-
-
 def _float_value(x: Any) -> Any:
     """The float array an argument leaf stands for, or None to pass it through."""
     if isinstance(x, Tensor) and x._level == 0:
-        x = x.data
+        x = x._value
     if isinstance(x, bool | np.bool_) or isinstance(x, Traced):
         return None
     if isinstance(x, int | np.integer):
@@ -395,13 +388,13 @@ class _Recorder:
             if t._node is not None:
                 self._add_op(t, grads, edge_grads)
         output = self.ids[id(out)] if ours else self._const(out)
-        return Graph(self.nodes, self.edges, output)
+        return Graph(self.nodes, self.edges, output, (out if ours else None, dict(self.ids)))
 
     def _input_grad(self, box: Tensor, grads: dict, backward: bool) -> Any:
         if id(box) in grads:
             return grads[id(box)]
         if backward and _scalar(self.out):  # an input the output does not depend on
-            return np.zeros_like(box.data)
+            return np.zeros_like(box._value)
         return None
 
     def _add(self, t: Any, op: str, inputs: tuple[int, ...], **extra: Any) -> int:
@@ -419,7 +412,7 @@ class _Recorder:
         return nid
 
     def _add_op(self, t: Tensor, grads: dict, edge_grads: dict) -> None:
-        prim, args, params, _, parents = t._node
+        prim, args, params, _, parents = t._node[:5]
         parent_of = {i: p for i, p in parents}
         inputs = tuple(self.ids[id(parent_of[i])] if i in parent_of else self._const(a)
                        for i, a in enumerate(args))
@@ -429,28 +422,27 @@ class _Recorder:
             self.edges.append(GraphEdge(src, nid, i, grad, local))
 
     def _backward(self, order: list[Tensor]) -> tuple[dict, dict]:
-        """The engine's backward pass, keeping the gradient at every node and edge."""
-        grads: dict[int, Any] = {id(self.out): np.ones_like(raw(self.out))}
+        """The engine's own backward pass, keeping the gradient at every node and edge."""
+        out = self.out
+        grads: dict[int, Any] = {id(out): np.ones_like(raw(out))}
         edge_grads: dict[tuple[int, int], tuple[Any, Any]] = {}
-        for t in reversed(order):
-            g = grads.get(id(t))
-            if t._node is None or g is None:
-                continue
-            prim, args, params, ans, parents = t._node
-            for i, parent in parents:
-                contrib = _reduce(prim.vjps[i](g, ans, *args, **params), parent)
-                local = None
-                if _scalar(t) and _scalar(parent):  # d t / d parent: pull back a unit cotangent
-                    unit = np.ones_like(raw(ans))
-                    local = raw(_reduce(prim.vjps[i](unit, ans, *args, **params), parent))
-                edge_grads[(id(t), i)] = (raw(contrib), local)
-                prev = grads.get(id(parent))
-                grads[id(parent)] = contrib if prev is None else prev + contrib
+
+        def keep(t: Tensor, i: int, parent: Tensor, contrib: Any) -> None:
+            local = None
+            if _scalar(t) and _scalar(parent):  # d t / d parent: pull back a unit cotangent
+                prim, args, params, ans = t._node[:4]
+                unit = np.ones_like(raw(ans))
+                local = raw(_reduce(prim.vjps[i](unit, ans, *args, **params), parent))
+            edge_grads[(id(t), i)] = (raw(contrib), local)
+            prev = grads.get(id(parent))
+            grads[id(parent)] = contrib if prev is None else prev + contrib
+
+        backprop([(out, grads[id(out)])], on_edge=keep)
         return {k: raw(v) for k, v in grads.items()}, edge_grads
 
 
 def _reduce(contrib: Any, parent: Tensor) -> Any:
-    shape = np.shape(raw(parent.data))
+    shape = np.shape(raw(parent._value))
     return contrib if np.shape(raw(contrib)) == shape else sum_to(contrib, shape=shape)
 
 

@@ -52,70 +52,31 @@ def _sympy() -> Any:
     return sympy
 
 
-# --- the symbolic rule table ------------------------------------------------------------------
-# name -> (forward, local derivatives): each derivative d(ans, *args, **params) is the
-# partial of the output with respect to one argument, as in _rules.py's `derivatives=`,
-# written for SymPy scalars. Conventions at kinks follow the engine (relu' = 0 at 0, ties
-# of maximum/minimum share the gradient equally).
+# --- the symbolic forms come from the rule table -----------------------------------------------
+# Each row may carry ``sympy(sp, *args, **params)``, the operation on SymPy scalars, and
+# ``sympy_derivatives`` where the engine's convention at a kink (relu' = 0 at 0, ties of
+# maximum/minimum share the gradient equally) is not what SymPy would say. Everywhere
+# else the local derivative is the derivative of the row's own form, taken on fresh
+# symbols and substituted: the formula is the engine's reverse pass, written out.
 
 
-def _identity(x: Any, **params: Any) -> Any:
-    return x
+def _symbolic_rows() -> dict[str, Any]:
+    from ._primitive import PRIMITIVES
+
+    return {name: prim for name, prim in PRIMITIVES.items() if prim.sympy is not None}
 
 
-def _one(ans: Any, x: Any, **params: Any) -> int:
-    return 1
+def _forward(prim: Any, args: list[Any], params: dict[str, Any], sp: Any) -> Any:
+    return prim.sympy(sp, *args, **params)
 
 
-# Reductions, reshapes and casts of a single number are the number itself.
-_SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "reshape", "transpose", "broadcast_to",
-                      "sum_to", "astype", "getitem")
-
-
-@functools.cache
-def _rules(sp: Any) -> dict[str, tuple[Callable, tuple[Callable, ...]]]:
-    half = sp.Rational(1, 2)
-    rules = {
-        "neg": (lambda x: -x, (lambda ans, x: -1,)),
-        "exp": (sp.exp, (lambda ans, x: ans,)),
-        "log": (sp.log, (lambda ans, x: 1 / x,)),
-        "log1p": (lambda x: sp.log(1 + x), (lambda ans, x: 1 / (1 + x),)),
-        "expm1": (lambda x: sp.exp(x) - 1, (lambda ans, x: ans + 1,)),
-        "sqrt": (sp.sqrt, (lambda ans, x: half / ans,)),
-        "sin": (sp.sin, (lambda ans, x: sp.cos(x),)),
-        "cos": (sp.cos, (lambda ans, x: -sp.sin(x),)),
-        "tan": (sp.tan, (lambda ans, x: 1 + ans * ans,)),
-        "arctan": (sp.atan, (lambda ans, x: 1 / (1 + x * x),)),
-        "tanh": (sp.tanh, (lambda ans, x: 1 - ans * ans,)),
-        "sigmoid": (lambda x, *, a=1: 1 / (1 + sp.exp(-a * x)),
-                    (lambda ans, x, *, a=1: a * ans * (1 - ans),)),
-        "relu": (lambda x: sp.Max(x, 0), (lambda ans, x: sp.Heaviside(x, 0),)),
-        "abs": (sp.Abs, (lambda ans, x: sp.sign(x),)),
-        "add": (lambda x, y: x + y, (lambda ans, x, y: 1, lambda ans, x, y: 1)),
-        "sub": (lambda x, y: x - y, (lambda ans, x, y: 1, lambda ans, x, y: -1)),
-        "mul": (lambda x, y: x * y, (lambda ans, x, y: y, lambda ans, x, y: x)),
-        "div": (lambda x, y: x / y, (lambda ans, x, y: 1 / y, lambda ans, x, y: -ans / y)),
-        "pow": (lambda x, y: x ** y,
-                (lambda ans, x, y: y * x ** (y - 1), lambda ans, x, y: sp.log(x) * ans)),
-        "maximum": (sp.Max, (lambda ans, x, y: sp.Heaviside(x - y, half),
-                             lambda ans, x, y: sp.Heaviside(y - x, half))),
-        "minimum": (sp.Min, (lambda ans, x, y: sp.Heaviside(y - x, half),
-                             lambda ans, x, y: sp.Heaviside(x - y, half))),
-        "clip": (functools.partial(_clip, sp), (functools.partial(_clip_derivative, sp),)),
-    }
-    rules.update((name, (_identity, (_one,))) for name in _SCALAR_IDENTITIES)
-    return rules
-
-
-def _clip(sp: Any, x: Any, *, lo: Any = None, hi: Any = None) -> Any:
-    x = x if lo is None else sp.Max(x, lo)
-    return x if hi is None else sp.Min(x, hi)
-
-
-def _clip_derivative(sp: Any, ans: Any, x: Any, *, lo: Any = None, hi: Any = None) -> Any:
-    # 1 on the closed interval [lo, hi], bounds included, as the engine's mask.
-    inside = sp.And(sp.true if lo is None else x >= lo, sp.true if hi is None else x <= hi)
-    return sp.Piecewise((1, inside), (0, True))
+def _local_derivative(prim: Any, i: int, ans: Any, args: list[Any], params: dict[str, Any],
+                      sp: Any) -> Any:
+    if prim.sympy_derivatives is not None and i < len(prim.sympy_derivatives):
+        return prim.sympy_derivatives[i](sp, ans, *args, **params)
+    dummies = [sp.Dummy(f"a{k}") for k in range(len(args))]
+    form = prim.sympy(sp, *dummies, **params)
+    return sp.diff(form, dummies[i]).xreplace(dict(zip(dummies, args, strict=True)))
 
 
 def supported_primitives() -> frozenset[str]:
@@ -124,7 +85,7 @@ def supported_primitives() -> frozenset[str]:
     >>> {"mul", "sin", "pow"} <= supported_primitives()
     True
     """
-    return frozenset(_rules(_sympy()))
+    return frozenset(_symbolic_rows())
 
 
 # --- constants ----------------------------------------------------------------------------
@@ -192,42 +153,52 @@ def _node_expr(node: GraphNode, values: dict[int, Any], sp: Any) -> Any:
         return sp.Symbol(node.name)
     if node.op == "const":  # non-scalar constants are refused at the node that uses them
         return _constant(node.value, sp) if np.size(node.value) == 1 else None
-    rule = _rules(sp).get(node.op)
-    if rule is None:
-        known = ", ".join(sorted(_rules(sp)))
+    prim = _symbolic_rows().get(node.op)
+    if prim is None:
+        known = ", ".join(sorted(_symbolic_rows()))
         raise NotImplementedError(f"formula has no symbolic rule for the primitive "
                                   f"{node.op!r} (supported: {known})")
     args = [values[i] for i in node.inputs]
     if np.size(node.value) != 1 or any(a is None for a in args):
         raise NotImplementedError(f"formula works with scalars, but {node.op!r} (node "
                                   f"%{node.id}) works on arrays of shape {node.shape}")
-    params = {k: _param(v, sp) for k, v in node.params.items()}
-    return rule[0](*args, **params)
+    return _forward(prim, args, _params(node.params, sp), sp)
+
+
+def _params(params: Mapping[str, Any], sp: Any) -> dict[str, Any]:
+    return {k: _param(v, sp) for k, v in params.items()}
 
 
 def _replay(graph: Graph, sp: Any) -> tuple[Any, dict[str, Any]]:
-    """The output as an expression of the inputs, and its partial derivatives, computed
-    by a reverse pass over the graph with the symbolic local derivatives."""
+    """The output as an expression of the inputs, and its partial derivatives.
+
+    Forward, each node becomes its row's SymPy form; backward, the engine's own backward
+    loop runs over the recorded tape, pulling SymPy cotangents through each node with
+    the symbolic local derivatives instead of the numeric VJP rules.
+    """
+    from ._tensor import backprop
+
     values: dict[int, Any] = {}
     for node in graph.nodes:
         values[node.id] = _node_expr(node, values, sp)
     if np.size(graph.output.value) != 1:
         raise NotImplementedError(f"formula needs a scalar output, got shape "
                                   f"{graph.output.shape}")
-    adjoints: dict[int, Any] = {graph.output.id: sp.Integer(1)}
-    for node in reversed(graph.nodes):
-        g = adjoints.get(node.id)
-        if g is None or node.op in ("input", "const"):
-            continue
-        derivatives = _rules(sp)[node.op][1]
-        args = [values[i] for i in node.inputs]
-        params = {k: _param(v, sp) for k, v in node.params.items()}
-        for argnum, src in enumerate(node.inputs):
-            if graph.nodes[src].op == "const":
-                continue
-            local = derivatives[argnum](values[node.id], *args, **params)
-            adjoints[src] = adjoints.get(src, 0) + g * local
-    partials = {n.name: adjoints.get(n.id, sp.Integer(0)) for n in graph.inputs}
+    out, node_of = graph.tape
+    if out is None:  # the output does not depend on the inputs
+        return values[graph.output.id], {n.name: sp.Integer(0) for n in graph.inputs}
+
+    def pull(t: Any, i: int, g: Any) -> Any:
+        node = graph.nodes[node_of[id(t)]]
+        prim = _symbolic_rows()[node.op]
+        args = [values[k] for k in node.inputs]
+        local = _local_derivative(prim, i, values[node.id], args, _params(node.params, sp), sp)
+        return g * local
+
+    leaves = dict(((id(leaf), g) for leaf, g in backprop([(out, sp.Integer(1))], pull=pull)))
+    partials = {n.name: sp.Integer(0) for n in graph.inputs}
+    for leaf_id, g in leaves.items():
+        partials[graph.nodes[node_of[leaf_id]].name] = g
     return values[graph.output.id], partials
 
 
