@@ -10,12 +10,38 @@
 """
 
 from .compiled import TrainStep
-from .fit import History, evaluate, fit
-from .layers import MLP, Linear, ReLU, Sequential, Sigmoid, Tanh
-from .losses import cross_entropy, mse_loss, squared_error
+from .conv import AvgPool2d, Conv1d, Conv2d, MaxPool2d
+from .fit import GradientWarning, History, evaluate, fit
+from .layers import (
+    GELU,
+    MLP,
+    Dropout,
+    Embedding,
+    Flatten,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    huber_loss,
+    mse_loss,
+    nll_loss,
+    squared_error,
+)
 from .module import Module, functional_call
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .utils import clip_grad_norm_
 
 __all__ = [
-    "MLP", "History", "TrainStep", "Linear", "Module", "ReLU", "Sequential", "Sigmoid", "Tanh",
-    "cross_entropy", "evaluate", "fit", "functional_call", "mse_loss", "squared_error",
+    "GELU", "MLP", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "Dropout",
+    "Embedding", "Flatten", "GradientWarning", "History", "LayerNorm", "Linear", "MaxPool2d", "Module", "ReLU",
+    "Sequential", "Sigmoid", "Softmax", "Tanh", "TrainStep", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "clip_grad_norm_", "cross_entropy", "evaluate", "fit",
+    "functional_call", "huber_loss", "mse_loss", "nll_loss", "squared_error",
 ]

@@ -1,13 +1,17 @@
 """``fit``: the training loop, with a progress display and a ``History`` of losses.
 
 Everything that can be checked is checked once, before the loop, so a step does only
-what it must: slice a batch, forward, ``backward()``, ``optimizer.step()``.
+what it must: slice a batch, forward, ``backward()``, ``optimizer.step()``. With
+``monitor=True`` it also records each parameter's gradient norm and reports vanishing and
+exploding gradients, naming the parameter.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +23,16 @@ from .._tensor import Tensor
 from ..optim import Optimizer
 from .module import Module
 
-__all__ = ["History", "fit"]
+__all__ = ["GradientWarning", "History", "fit"]
+
+VANISHING = 1e-7  # a gradient norm below this fraction of the parameter's norm
+EXPLODING = 1e3  # a gradient norm this many times its first epoch's
 
 Loss = Callable[[Any, Any], Any]
+
+
+class GradientWarning(UserWarning):
+    """A vanishing or exploding gradient seen by ``fit(..., monitor=True)``."""
 
 
 @dataclass
@@ -35,17 +46,50 @@ class History:
     ``batch_size=1`` both are the plain mean of the per-sample losses.
     ``val_loss[e]`` is the same per-sample loss on the validation set after epoch ``e``
     (empty without validation data). ``steps`` counts optimizer steps.
+
+    With ``monitor=True``: ``grad_norms[name][e]`` is the mean over epoch ``e``'s steps
+    of the parameter's gradient norm, and ``warnings`` lists each vanishing or exploding
+    gradient found (also issued as a :class:`GradientWarning`).
     """
 
     loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     steps: int = 0
+    grad_norms: dict[str, list[float]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def plot_grad_norms(self, target: Any = None) -> Any:
+        """Plot ``grad_norms`` (log scale, one line per parameter) with matplotlib.
+
+        ``target`` is a file path (the figure is saved there), a matplotlib ``Axes`` to
+        draw on, or ``None`` (a new figure). Returns the ``Axes``.
+        """
+        if not self.grad_norms:
+            raise ValueError("no gradient norms were recorded: train with fit(..., monitor=True)")
+        import matplotlib.pyplot as plt
+
+        is_path = isinstance(target, str | os.PathLike)
+        fig, ax = plt.subplots(figsize=(7, 4)) if target is None or is_path else (None, target)
+        for name, norms in self.grad_norms.items():
+            epochs = np.arange(1, len(norms) + 1)
+            ax.plot(epochs, np.maximum(norms, np.finfo(float).tiny), marker=".", label=name)
+        ax.set_yscale("log")
+        ax.set(xlabel="epoch", ylabel="gradient norm (mean over the epoch's steps)",
+               title="gradient norm per parameter")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize="small", ncol=2)
+        if is_path:
+            fig.tight_layout()
+            fig.savefig(target, dpi=100)
+            plt.close(fig)
+        return ax
 
 
 def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs: int,
         batch_size: int = 1, shuffle: bool = True, progress: bool = True,
         seed: int | np.random.Generator | None = None,
-        validation: tuple[Any, Any] | None = None, jit: bool = False) -> History:
+        validation: tuple[Any, Any] | None = None, jit: bool = False,
+        monitor: bool = False) -> History:
     """Train ``model`` on ``(X, y)`` with mini-batches; returns the ``History``.
 
     ``loss(pred, target)`` returns a scalar tensor. ``y`` of shape (N,) is accepted for a
@@ -55,6 +99,10 @@ def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs:
     nothing with ``progress=False``. A NaN or Inf loss raises ``FloatingPointError``.
     With ``jit=True`` each step's forward and backward passes run as one compiled NumPy
     program (``gg.nn.TrainStep``); the result is the same to the last bit, only faster.
+    ``X`` may have any number of axes after the samples', e.g. ``(N, C, H, W)`` images.
+    With ``monitor=True`` the ``History`` holds each parameter's gradient norm per epoch,
+    and a vanishing gradient (below 1e-7 of the parameter's norm) or an exploding one (not
+    finite, or a thousand times its first epoch's) is reported naming the parameter.
 
     >>> import numpy as np, glassgrad as gg
     >>> X = np.linspace(-1, 1, 20).reshape(-1, 1); y = 3 * X[:, 0]
@@ -74,6 +122,7 @@ def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs:
     starts = range(0, n, batch_size)
     history = History()
     display = _Progress(progress, epochs, len(starts))
+    watch = _Monitor(model, history) if monitor else None
     train_step = _compiled_step(model, loss, optimizer) if jit else _eager_step(
         model, loss, optimizer)
     model.train()
@@ -91,10 +140,14 @@ def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs:
                         "smaller learning rate, scale the inputs, or run the step inside "
                         "gg.detect_anomaly() to find the operation")
                 update()
+                if watch is not None:
+                    watch.step()
                 total += v * per_sample(len(xb))
                 display.step(step)
             history.steps += len(starts)
             history.loss.append(total / n)
+            if watch is not None:
+                watch.epoch(epoch)
             if validation is not None:
                 history.val_loss.append(evaluate(model, *validation, loss))
             display.epoch(epoch, history)
@@ -151,8 +204,9 @@ def _prepare(model: Module, X: Any, y: Any, x_name: str, y_name: str):
     dtype = next((p.dtype for p in model.parameters()), np.dtype(np.float64))
     X = np.asarray(X.data if isinstance(X, Tensor) else X, dtype=dtype)
     y = np.asarray(y.data if isinstance(y, Tensor) else y)
-    if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"{x_name} must have shape (N, features) with N > 0, got {X.shape}")
+    if X.ndim < 2 or len(X) == 0:
+        raise ValueError(f"{x_name} must have shape (N, features) or (N, C, ...) with N > 0, "
+                         f"got {X.shape}")
     if len(y) != len(X):
         raise ValueError(f"{x_name} has {len(X)} samples but {y_name} has {len(y)}")
     with no_grad():
@@ -198,9 +252,10 @@ class _Progress:
         if not enabled:
             return
         stream = sys.stderr
-        if getattr(stream, "isatty", lambda: False)():
-            try:
-                from tqdm import tqdm
+        if getattr(stream, "isatty", lambda: False)() or _in_notebook():
+            try:  # tqdm.auto: a widget in Jupyter, text on a terminal
+                import tqdm as _package  # noqa: F401 - fails first if tqdm is absent
+                from tqdm.auto import tqdm
             except ImportError:
                 tqdm = None
             if tqdm is not None:
@@ -226,3 +281,59 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _in_notebook() -> bool:
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"  # Jupyter's kernel
+
+
+class _Monitor:
+    """Gradient norms per parameter, averaged over an epoch, and the warnings they raise."""
+
+    def __init__(self, model: Module, history: History) -> None:
+        self.named = list(model.named_parameters())
+        self.history = history
+        self.sums = np.zeros(len(self.named))
+        self.count = 0
+        self.first: dict[str, float] = {}
+        self.reported: set[tuple[str, str]] = set()
+        for name, _ in self.named:
+            history.grad_norms[name] = []
+
+    def step(self) -> None:
+        for i, (_, p) in enumerate(self.named):
+            if p.grad is not None:
+                self.sums[i] += float(np.sqrt(np.sum(np.abs(p.grad) ** 2)))
+        self.count += 1
+
+    def epoch(self, epoch: int) -> None:
+        for i, (name, p) in enumerate(self.named):
+            norm = self.sums[i] / max(self.count, 1)
+            self.history.grad_norms[name].append(norm)
+            self._check(name, norm, float(np.sqrt(np.sum(np.abs(p.data) ** 2))), epoch)
+        self.sums[:] = 0.0
+        self.count = 0
+
+    def _check(self, name: str, norm: float, param_norm: float, epoch: int) -> None:
+        if name not in self.first and math.isfinite(norm) and norm > 0:
+            self.first[name] = norm
+        first = self.first.get(name)
+        if not math.isfinite(norm):
+            self._report(name, "exploding", f"gradient of {name!r} is {norm} at epoch {epoch}")
+        elif first and norm > EXPLODING * first:
+            self._report(name, "exploding", f"gradient norm of {name!r} grew from {first:.3g} "
+                         f"to {norm:.3g} by epoch {epoch} (more than {EXPLODING:g}x): lower the "
+                         "learning rate or clip gradients (gg.nn.clip_grad_norm_)")
+        elif norm < VANISHING * param_norm:
+            self._report(name, "vanishing", f"gradient norm of {name!r} is {norm:.3g} at epoch "
+                         f"{epoch}, below {VANISHING:g} of the parameter's norm "
+                         f"{param_norm:.3g}: it has stopped learning (saturated activations? "
+                         "dead ReLUs? an unused parameter?)")
+
+    def _report(self, name: str, kind: str, text: str) -> None:
+        if (name, kind) in self.reported:
+            return
+        self.reported.add((name, kind))
+        self.history.warnings.append(f"{kind}: {text}")
+        warnings.warn(f"{kind} gradient: {text}", GradientWarning, stacklevel=4)

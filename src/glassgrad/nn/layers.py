@@ -1,4 +1,5 @@
-"""Layers: ``Linear``, the activations, ``Sequential`` and ``MLP`` (the seed's network).
+"""Layers: ``Linear``, the activations, ``Sequential``, ``MLP`` (the seed's network),
+``Flatten``, ``Dropout``, ``Embedding``, ``GELU`` and ``Softmax``.
 
 Layers work on eager tensors, on plain arrays and on the traced values of a transform,
 so a network is also an ordinary differentiable function (see ``functional_call``).
@@ -12,10 +13,14 @@ from typing import Any
 import numpy as np
 
 from .. import _rules as R
+from .._ops import softmax
+from .._primitive import Traced
 from .._tensor import Tensor
+from ._primitives import normal_cdf
 from .module import Module
 
-__all__ = ["MLP", "Linear", "ReLU", "Sequential", "Sigmoid", "Tanh"]
+__all__ = ["GELU", "MLP", "Dropout", "Embedding", "Flatten", "Linear", "ReLU", "Sequential",
+           "Sigmoid", "Softmax", "Tanh"]
 
 RNG = None | int | np.random.Generator
 
@@ -184,6 +189,155 @@ class MLP(Module):
 
     def forward(self, x: Any) -> Any:
         return self.layers(x)
+
+
+class GELU(Module):
+    """``x * Phi(x)``, with ``Phi`` the standard normal CDF (PyTorch's exact default);
+    ``approximate="tanh"`` gives ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> gg.nn.GELU()(np.array([-1.0, 0.0, 1.0])).round(6)
+    array([-0.158655,  0.      ,  0.841345])
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Any) -> Any:
+        if self.approximate == "none":
+            return R.mul(x, normal_cdf(x))
+        inner = R.mul(np.sqrt(2.0 / np.pi), R.add(x, R.mul(0.044715, R.mul(x, R.mul(x, x)))))
+        return R.mul(R.mul(0.5, x), R.add(1.0, R.tanh(inner)))
+
+    def extra_repr(self) -> str:
+        return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
+
+
+class Softmax(Module):
+    """``exp(x) / sum(exp(x))`` along ``axis`` (``dim=`` is accepted too), computed stably.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> gg.nn.Softmax()(np.array([[0.0, 0.0]]))
+    array([[0.5, 0.5]])
+    """
+
+    def __init__(self, axis: int = -1, *, dim: int | None = None) -> None:
+        super().__init__()
+        self.axis = int(axis if dim is None else dim)
+
+    def forward(self, x: Any) -> Any:
+        return softmax(x, axis=self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+class Flatten(Module):
+    """Merge axes ``start_dim..end_dim`` into one: ``(N, C, H, W) -> (N, C*H*W)`` by default.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> gg.nn.Flatten()(np.zeros((2, 3, 4, 5))).shape
+    (2, 60)
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+
+    def forward(self, x: Any) -> Any:
+        shape = R.shape_of(x)
+        start, end = self.start_dim % len(shape), self.end_dim % len(shape)
+        merged = int(np.prod(shape[start:end + 1]))
+        return R.reshape(x, shape=(*shape[:start], merged, *shape[end + 1:]))
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Dropout(Module):
+    """Zero each entry with probability ``p`` and scale the rest by ``1/(1-p)`` while
+    training (after ``.train()``, the default); the identity after ``.eval()``.
+
+    The masks come from ``np.random.default_rng(rng)``. Inside ``gg.jit`` (and so in
+    ``TrainStep`` or ``fit(jit=True)``) a training-mode dropout raises ``TypeError``: the
+    program would replay one mask forever.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> drop = gg.nn.Dropout(0.5, rng=0)
+    >>> y = drop(np.ones(1000))
+    >>> sorted(set(y.tolist())), bool(abs(y.mean() - 1) < 0.1)
+    ([0.0, 2.0], True)
+    >>> drop.eval()(np.ones(3))
+    array([1., 1., 1.])
+    """
+
+    def __init__(self, p: float = 0.5, rng: RNG = None) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must lie in [0, 1], got {p}")
+        self.p = float(p)
+        self._rng = np.random.default_rng(rng)
+
+    def forward(self, x: Any) -> Any:
+        if not self.training or self.p == 0.0:
+            return x
+        if isinstance(R.raw(x), Traced):
+            raise TypeError("Dropout in training mode inside gg.jit (TrainStep, fit(jit=True)) "
+                            "would replay one random mask at every step; train it eagerly, "
+                            "or call .eval() on the model to compile it without dropout")
+        dtype = R.dtype_of(x)
+        keep = self._rng.random(R.shape_of(x)) >= self.p
+        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        return R.mul(x, (keep * scale).astype(dtype))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Embedding(Module):
+    """A lookup table: integer indices of any shape pick rows of ``weight``
+    ``(num_embeddings, embedding_dim)``, initialised from N(0, 1) as in PyTorch.
+
+    The gradient adds up over repeated indices. ``padding_idx``'s row starts at zero and
+    gets no gradient, as in PyTorch.
+
+    >>> import numpy as np, glassgrad as gg
+    >>> emb = gg.nn.Embedding(10, 3, rng=0)
+    >>> emb(np.array([[1, 2], [4, 1]])).shape
+    (2, 2, 3)
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 rng: RNG = None, dtype: Any = np.float64) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        if padding_idx is not None:
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        w = np.random.default_rng(rng).standard_normal((num_embeddings, embedding_dim))
+        if padding_idx is not None:
+            w[padding_idx] = 0.0
+        self.weight = Tensor(w.astype(_float_dtype(dtype)), requires_grad=True)
+
+    def forward(self, indices: Any) -> Any:
+        idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"Embedding expects integer indices, got dtype {idx.dtype}")
+        if idx.size and (idx.min() < -self.num_embeddings or idx.max() >= self.num_embeddings):
+            raise IndexError(f"Embedding indices must lie in 0..{self.num_embeddings - 1}, got "
+                             f"values from {idx.min()} to {idx.max()}")
+        out = R.getitem(self.weight, index=idx)
+        if self.padding_idx is not None and np.any(idx % self.num_embeddings == self.padding_idx):
+            # the padding row is a constant: its entries are replaced, so it gets no gradient
+            mask = (idx % self.num_embeddings != self.padding_idx)[..., None]
+            out = R.where(mask, out, 0.0)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
 def _float_dtype(dtype: Any) -> np.dtype:

@@ -99,9 +99,43 @@ class Module:
                 seen.add(id(param))
                 yield name, param
 
-    def parameters(self) -> Iterator[Tensor]:
-        for _, param in self.named_parameters():
-            yield param
+    def parameters(self) -> list[Tensor]:
+        """Every parameter once, in ``named_parameters()`` order, as a list.
+
+        A list rather than PyTorch's iterator: ``len(net.parameters())`` works, and it can be
+        walked twice (handing it to an optimizer does not exhaust it).
+        """
+        return [param for _, param in self.named_parameters()]
+
+    # --- buffers: arrays that are state but not parameters (running statistics) ---------
+    def register_buffer(self, name: str, value: Any) -> None:
+        """Keep ``value`` (an array) as state: saved in ``state_dict``, never trained.
+
+        >>> import numpy as np, glassgrad as gg
+        >>> m = gg.nn.Module()
+        >>> m.register_buffer("count", np.zeros(()))
+        >>> list(m.state_dict())
+        ['count']
+        """
+        buffers = self._buffer_names()
+        if name in self._registry():
+            raise ValueError(f"{name!r} is already a parameter or sub-module")
+        object.__setattr__(self, name, np.asarray(value))
+        if name not in buffers:
+            buffers.append(name)
+
+    def _buffer_names(self) -> list[str]:
+        names = self.__dict__.get("_buffers")
+        if names is None:
+            names = []
+            object.__setattr__(self, "_buffers", names)
+        return names
+
+    def named_buffers(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(dotted name, array)`` for every buffer, e.g. ``"0.running_mean"``."""
+        for prefix, module in self.named_modules():
+            for name in module._buffer_names():
+                yield (f"{prefix}.{name}" if prefix else name), module.__dict__[name]
 
     def _slots(self, prefix: str = "") -> Iterator[tuple[str, Module, str]]:
         """``(dotted name, owning module, attribute)`` for every parameter, in order."""
@@ -127,30 +161,36 @@ class Module:
 
     # --- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter's array, keyed by its dotted name."""
-        return {name: param.data.copy() for name, param in self.named_parameters()}
+        """A copy of every parameter's array and then every buffer's, keyed by dotted name."""
+        state = {name: param.data.copy() for name, param in self.named_parameters()}
+        state.update((name, buf.copy()) for name, buf in self.named_buffers())
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
-        """Copy ``state``'s arrays into the parameters in place, keeping their dtypes.
+        """Copy ``state``'s arrays into the parameters and buffers in place.
 
-        Everything is checked before anything is written: missing or unexpected keys
-        (unless ``strict=False``) and shape mismatches raise ``ValueError`` naming them.
+        Everything is checked before anything is written, so a failure leaves the module
+        as it was: missing or unexpected keys (unless ``strict=False``), shape mismatches,
+        and values that would lose their kind (complex into real, float into an integer
+        buffer) raise ``ValueError`` naming them. Float64 into float32 is a plain cast.
         """
-        params = dict(self.named_parameters())
-        values = {name: np.asarray(getattr(v, "data", v)) for name, v in state.items()}
+        targets = {name: p.data for name, p in self.named_parameters()}
+        targets.update(self.named_buffers())
+        values = {name: _as_state_array(name, v) for name, v in state.items()}
         if strict:
-            missing = [name for name in params if name not in values]
-            unexpected = [name for name in values if name not in params]
+            missing = [name for name in targets if name not in values]
+            unexpected = [name for name in values if name not in targets]
             if missing or unexpected:
                 raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys "
-                                 f"{unexpected} (the model has {list(params)})")
-        wrong = [f"{name!r}: model {params[name].shape}, state {v.shape}"
-                 for name, v in values.items() if name in params and params[name].shape != v.shape]
-        if wrong:
-            raise ValueError("load_state_dict: shape mismatch for " + "; ".join(wrong))
+                                 f"{unexpected} (the model has {list(targets)})")
+        problems = [_mismatch(name, targets[name], v) for name, v in values.items()
+                    if name in targets]
+        problems = [p for p in problems if p]
+        if problems:
+            raise ValueError("load_state_dict: nothing was loaded: " + "; ".join(problems))
         for name, value in values.items():
-            if name in params:
-                params[name].data[...] = value
+            if name in targets:
+                targets[name][...] = value
 
     # --- display -----------------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -162,6 +202,22 @@ class Module:
             return f"{type(self).__name__}({self.extra_repr()})"
         lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in children]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _as_state_array(name: str, value: Any) -> np.ndarray:
+    array = np.asarray(value.data if isinstance(value, Tensor) else value)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ValueError(f"load_state_dict: {name!r} holds {array.dtype} data, not numbers")
+    return array
+
+
+def _mismatch(name: str, target: np.ndarray, value: np.ndarray) -> str | None:
+    if target.shape != value.shape:
+        return f"{name!r}: model {target.shape}, state {value.shape}"
+    if not np.can_cast(value.dtype, target.dtype, casting="same_kind"):
+        return (f"{name!r}: a {value.dtype} value cannot go into a {target.dtype} array "
+                "without losing part of it (e.g. the imaginary part)")
+    return None
 
 
 def functional_call(module: Module, params: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
