@@ -40,8 +40,9 @@ from .utils import clip_grad_norm_
 
 __all__ = [
     "GELU", "MLP", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv1d", "Conv2d", "Dropout",
-    "Embedding", "Flatten", "GradientWarning", "History", "LayerNorm", "Linear", "MaxPool2d", "Module", "ReLU",
-    "Sequential", "Sigmoid", "Softmax", "Tanh", "TrainStep", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "clip_grad_norm_", "cross_entropy", "evaluate", "fit",
-    "functional_call", "huber_loss", "mse_loss", "nll_loss", "squared_error",
+    "Embedding", "Flatten", "GradientWarning", "History", "LayerNorm", "Linear", "MaxPool2d",
+    "Module", "ReLU", "Sequential", "Sigmoid", "Softmax", "Tanh", "TrainStep",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "clip_grad_norm_",
+    "cross_entropy", "evaluate", "fit", "functional_call", "huber_loss", "mse_loss", "nll_loss",
+    "squared_error",
 ]
