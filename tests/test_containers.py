@@ -71,6 +71,8 @@ def test_unflatten_checks_the_number_of_leaves():
     _, treedef = gg.tree_flatten((1.0, 2.0))
     with pytest.raises(ValueError, match="2 leaves, got 3"):
         gg.tree_unflatten(treedef, [1, 2, 3])
+    assert gg.tree_unflatten(treedef, iter([1, 2])) == (1, 2)
+    assert gg.tree_unflatten(gg.tree_flatten(5.0)[1], (7.0,)) == 7.0
 
 
 def test_tree_map_with_several_trees_and_prefixes():

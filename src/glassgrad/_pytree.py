@@ -18,7 +18,7 @@ PyTreeDef({'w': [*, *], 'b': (*, None)})
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["TreeDef", "tree_flatten", "tree_map", "tree_unflatten"]
@@ -40,12 +40,11 @@ class TreeDef:
     node: type | None
     keys: tuple = ()
     children: tuple[TreeDef, ...] = ()
+    num_leaves: int = field(init=False, compare=False, repr=False)
 
-    @property
-    def num_leaves(self) -> int:
-        if self.node is None:
-            return 1
-        return sum(c.num_leaves for c in self.children)
+    def __post_init__(self) -> None:
+        count = 1 if self.node is None else sum(c.num_leaves for c in self.children)
+        object.__setattr__(self, "num_leaves", count)  # counted once: jit unflattens per call
 
     def __repr__(self) -> str:
         return f"PyTreeDef({self._show()})"
@@ -137,9 +136,12 @@ def tree_unflatten(treedef: TreeDef, leaves: Any) -> Any:
     >>> gg.tree_unflatten(treedef, [1.0, 2.0])
     {'a': 1.0, 'b': [2.0, None]}
     """
-    leaves = list(leaves)
+    if not isinstance(leaves, list | tuple):
+        leaves = list(leaves)
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"{treedef} has {treedef.num_leaves} leaves, got {len(leaves)}")
+    if treedef.node is None:  # the common case of jit's outputs, kept fast
+        return leaves[0]
     return _build(treedef, iter(leaves))
 
 
