@@ -196,7 +196,8 @@ def _archive_with(path: Path, meta: object, **arrays: np.ndarray) -> None:
     ("meta", "message"),
     [
         ({"format": "other", "version": 1, "keys": ["w"]}, "format"),
-        ({"format": "glassgrad-state", "version": 2, "keys": ["w"]}, "version 2"),
+        ({"format": "glassgrad-state", "version": 3, "keys": ["w"]}, "version 3"),
+        ({"format": "glassgrad-state", "version": 2, "keys": ["w"]}, "tree"),
         ({"format": "glassgrad-state", "version": True, "keys": ["w"]}, "version"),
         ({"format": "glassgrad-state", "version": 1, "keys": ["w", "x"]}, "keys"),
         ({"format": "glassgrad-state", "version": 1, "keys": "w"}, "keys"),
