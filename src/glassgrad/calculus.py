@@ -26,17 +26,28 @@ inside the other transforms.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from ._primitive import Traced
 from ._rules import dtype_of, raw, shape_of
 from ._transforms import jacobian, jvp, vjp
+from ._variables import (
+    Term,
+    check_wrt,
+    count_paths,
+    dependency_order,
+    first_paths,
+    moved_by,
+    signature_parameters,
+)
 
 __all__ = ["Differential", "Explanation", "Term", "differential", "explain", "partial", "total"]
 
@@ -50,11 +61,7 @@ _VARIABLE_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITION
 
 def _parameters(fun: Callable, what: str) -> tuple[tuple[str, ...], dict[str, Any]]:
     """The variable names of ``fun`` (its positional parameters) and their defaults."""
-    try:
-        params = inspect.signature(fun).parameters.values()
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"cannot read the parameter names of {what}; wrap it in a function "
-                         "with named parameters, e.g. lambda x: np.sin(x)") from exc
+    params = signature_parameters(fun, what)
     for p in params:
         if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty:
             raise ValueError(f"{what} has a keyword-only parameter {p.name!r} without a "
@@ -123,26 +130,6 @@ def _named_function(names: Sequence[str], defaults: Mapping[str, Any],
 # --- dependencies between variables --------------------------------------------------------
 
 
-def _toposort(params: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """Dependents ordered so that each comes after the dependents it uses."""
-    order: list[str] = []
-
-    def visit(name: str, trail: list[str]) -> None:
-        if name in order:
-            return
-        if name in trail:
-            cycle = " -> ".join(trail[trail.index(name):] + [name])
-            raise ValueError(f"the given dependencies form a cycle: {cycle}")
-        for p in params[name]:
-            if p in params:
-                visit(p, trail + [name])
-        order.append(name)
-
-    for name in params:
-        visit(name, [])
-    return tuple(order)
-
-
 @dataclass(frozen=True)
 class _System:
     """``fun``'s variables and the dependencies among them, resolved once."""
@@ -169,19 +156,14 @@ class _System:
             params[dep], g_defaults = _parameters(g, f"given[{dep!r}]")
             defaults = {**g_defaults, **defaults}
         _check_used(variables, params)
-        order = _toposort(params)
+        order = dependency_order(params)
         extra = [p for dep in order for p in params[dep] if p not in variables + order]
         independents = tuple(v for v in variables if v not in given) + tuple(dict.fromkeys(extra))
         return cls(fun, variables, given, params, order, independents,
                    {n: d for n, d in defaults.items() if n in independents})
 
     def check_wrt(self, wrt: str) -> int:
-        if wrt in self.given:
-            raise ValueError(f"{wrt!r} is given as a function of other variables; "
-                             f"differentiate with respect to one of {list(self.independents)}")
-        if wrt not in self.independents:
-            raise ValueError(f"unknown variable {wrt!r}; the variables are "
-                             f"{list(self.independents)}")
+        check_wrt(wrt, self.independents, self.given)
         return self.independents.index(wrt)
 
     def evaluate(self, point: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,29 +173,31 @@ class _System:
             env[dep] = _as_value(dep, self.given[dep](*[env[p] for p in self.params[dep]]))
         return env
 
-    def composed(self, name: str | None = None) -> Callable[..., Any]:
-        """The independents -> f (or -> the variable ``name``) function to differentiate."""
+    def composed(self) -> Callable[..., Any]:
+        """The independents -> f function to differentiate."""
 
         def g(*values: Any) -> Any:
             env = self.evaluate(dict(zip(self.independents, values, strict=True)))
-            return env[name] if name else self.fun(*[env[v] for v in self.variables])
+            return self.fun(*[env[v] for v in self.variables])
 
         return g
 
-    def missed_paths(self, wrt: str) -> list[tuple[str, ...]]:
-        """Every path wrt -> dependent -> ... -> f, the ones a partial derivative ignores."""
-        users = {n: [d for d in self.order if n in self.params[d]] for n in self.params}
-        users[wrt] = [d for d in self.order if wrt in self.params[d]]
-        found: list[tuple[str, ...]] = []
+    def missed_paths(self, wrt: str) -> tuple[int, list[tuple[str, ...]], tuple[str, ...]]:
+        """The paths wrt -> dependent -> ... -> f that a partial derivative ignores: how
+        many, the first few, and the variables of f they pass through (held fixed).
 
-        def walk(path: tuple[str, ...]) -> None:
-            if len(path) > 1 and path[-1] in self.variables:
-                found.append(path + ("f",))
-            for d in users.get(path[-1], ()):
-                walk(path + (d,))
+        They are counted over the dependency DAG, never listed in full: a chain of 25
+        levels where each uses the two below has over 100,000 of them."""
+        ends = set(self.variables) & set(self.order)
+        count = count_paths(wrt, self.order, self.params, ends)
+        shown = first_paths(wrt, self.order, self.params, ends, limit=_PATHS_SHOWN)
+        moved = moved_by(wrt, self.order, self.params)
+        held = tuple(d for d in self.order if d in moved and d in ends)
+        return count, [p + ("f",) for p in shown], held
 
-        walk((wrt,))
-        return found
+
+# Missed paths listed in an explanation; beyond these they are counted.
+_PATHS_SHOWN = 5
 
 
 def _check_used(variables: tuple[str, ...], params: Mapping[str, tuple[str, ...]]) -> None:
@@ -349,43 +333,64 @@ def _explanation(system: _System, wrt: str, i: int, point: dict[str, Any]) -> Ex
     env = system.evaluate(point)
     f_args = [env[v] for v in system.variables]
     f_value, value = _derivative(system.composed(), list(point.values()), i)
-    terms = [_term(system, env, f_args, v, wrt, i) for v in system.variables]
+    partials = _partials(system.fun, f_args, range(len(f_args)))
+    moves = _chain_derivatives(system, env, wrt)
+    terms = [_term(v, partials[k], moves(v), len(shape_of(env[v])))
+             for k, v in enumerate(system.variables)]
     if wrt in system.variables:
-        naive = _derivative(system.fun, f_args, system.variables.index(wrt))[1]
+        naive = partials[system.variables.index(wrt)]
     else:  # f does not read wrt itself: holding the rest fixed, nothing changes
         naive = np.zeros(shape_of(f_value) + shape_of(point[wrt]))
+    count, paths, held = system.missed_paths(wrt)
     return Explanation(
         wrt=wrt, point={k: _plain(x) for k, x in point.items()},
         values={k: _plain(x) for k, x in env.items()},
         given={d: system.params[d] for d in system.order},
         function_value=_plain(f_value), value=_plain(value),
-        terms=terms, naive_value=_plain(naive), missed_paths=system.missed_paths(wrt))
+        terms=terms, naive_value=_plain(naive), missed_paths=paths,
+        missed_path_count=count, held=held)
 
 
-def _term(system: _System, env: dict[str, Any], f_args: list[Any], v: str, wrt: str,
-          i: int) -> Term:
-    partial_v = _derivative(system.fun, f_args, system.variables.index(v))[1]
-    if v == wrt:
-        derivative = _identity(env[wrt])
-    elif v in system.given:
-        derivative = _derivative(system.composed(v), [env[n] for n in system.independents],
-                                 i)[1]
-    else:  # another independent variable: it does not move when wrt does
-        derivative = np.zeros(shape_of(env[v]) + shape_of(env[wrt]))
-    product = _contract(partial_v, derivative, len(shape_of(env[v])))
+def _partials(g: Callable, args: Sequence[Any], which: Sequence[int]) -> dict[int, Any]:
+    """∂g/∂args[k] for each k in ``which``: one reverse sweep when ``g`` is scalar."""
+    args = list(args)
+    if len(which) > 1:
+        out, pullback = vjp(g, *args)
+        if shape_of(out) == ():
+            grads = pullback(_ones(out))
+            return {k: grads[k] for k in which}
+    return {k: _derivative(g, args, k)[1] for k in which}
+
+
+def _chain_derivatives(system: _System, env: dict[str, Any],
+                       wrt: str) -> Callable[[str], Any]:
+    """v -> dv/dwrt, by the chain rule over the dependency DAG in topological order.
+
+    d(dep)/dwrt = Σ_p ∂dep/∂p · dp/dwrt over the names p that dep reads: one engine
+    derivative per dependent that wrt moves, so the work grows with the edges of the
+    DAG, not with the (possibly exponentially many) paths through it."""
+    moved = moved_by(wrt, system.order, system.params)
+    found = {wrt: _identity(env[wrt])}
+    for dep in (d for d in system.order if d in moved):
+        names = system.params[dep]
+        reached = [k for k, p in enumerate(names) if p in found]
+        local = _partials(system.given[dep], [env[p] for p in names], reached)
+        found[dep] = functools.reduce(operator.add, (
+            _contract(local[k], found[names[k]], len(shape_of(env[names[k]])))
+            for k in reached))
+
+    def derivative(v: str) -> Any:  # a variable wrt does not move has derivative 0
+        return found[v] if v in found else np.zeros(shape_of(env[v]) + shape_of(env[wrt]))
+
+    return derivative
+
+
+def _term(v: str, partial_v: Any, derivative: Any, ndim: int) -> Term:
+    product = _contract(partial_v, derivative, ndim)
     return Term(v, _plain(partial_v), _plain(derivative), _plain(product))
 
 
 # --- results -------------------------------------------------------------------------------
-
-
-class Term(NamedTuple):
-    """One chain-rule term: ∂f/∂v (``partial``) times dv/dwrt (``derivative``)."""
-
-    name: str
-    partial: Any
-    derivative: Any
-    product: Any
 
 
 @dataclass(frozen=True, eq=False)
@@ -444,7 +449,9 @@ class Explanation:
 
     ``value`` is the total derivative (the partial one when nothing is given);
     ``naive_value`` is ∂f/∂wrt with the dependents substituted afterwards, the classic
-    mistake; ``missed_paths`` are the routes wrt -> dependent -> f that it ignores.
+    mistake; ``missed_paths`` are the routes wrt -> dependent -> f that it ignores (the
+    first few of them: ``missed_path_count`` says how many there are) and ``held`` the
+    variables of f on those routes, which the naive partial holds fixed.
 
     >>> e = explain(lambda t, x: t * x, "x", given={"t": lambda x: x})(x=3)
     >>> e.value, e.naive_value, e.missed_paths
@@ -462,6 +469,8 @@ class Explanation:
     terms: list[Term]
     naive_value: Any
     missed_paths: list[tuple[str, ...]] = field(default_factory=list)
+    missed_path_count: int = 0
+    held: tuple[str, ...] = ()
 
     @property
     def partial_value(self) -> Any:
@@ -486,6 +495,7 @@ class Explanation:
             "naive_value": _jsonable(self.naive_value),
             "terms": [_jsonable(t._asdict()) for t in self.terms],
             "missed_paths": [list(p) for p in self.missed_paths],
+            "missed_path_count": self.missed_path_count, "held": list(self.held),
         }
 
 
@@ -574,12 +584,23 @@ def _naive_lines(e: Explanation, fmt: Callable[[Any], str]) -> list[str]:
              f"∂f/∂{e.wrt} = {fmt(e.naive_value)}"]
     if not e.missed_paths:
         return lines + [f"No given variable depends on {e.wrt}, so here both agree."]
-    held = ", ".join(dict.fromkeys(p[-2] for p in e.missed_paths))
-    paths = ", ".join(" -> ".join(p) for p in e.missed_paths)
-    s = "s" if len(e.missed_paths) > 1 else ""
     gap = np.asarray(e.value) - np.asarray(e.naive_value)
-    return lines + [f"It differs by {fmt(gap)}: holding {held} fixed misses the path{s} "
-                    f"{paths}."]
+    return lines + [f"It differs by {fmt(gap)}: holding {', '.join(e.held)} fixed misses "
+                    + _paths_text(e.missed_paths, e.missed_path_count) + "."]
+
+
+def _paths_text(shown: list[tuple[str, ...]], count: int) -> str:
+    """``the paths a -> b, a -> c`` or, when only some are listed, how many and which.
+
+    >>> _paths_text([("x", "t", "f")], 1)
+    'the path x -> t -> f'
+    >>> _paths_text([("x", "t", "f"), ("x", "u", "f")], 7)
+    '7 paths, among them x -> t -> f, x -> u -> f'
+    """
+    listed = ", ".join(" -> ".join(p) for p in shown)
+    if count > len(shown):
+        return f"{count} paths, among them {listed}"
+    return f"the path{'s' if count > 1 else ''} {listed}"
 
 
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "kappa",

@@ -27,14 +27,15 @@ function follows those branches.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from ._formula_limits import Limits, Memo, Simplifier, check_graph, expression_size, substitute
+from ._variables import Term, check_wrt, dependency_order, moved_by, signature_parameters
 from .graph import Graph, GraphNode, trace
 
 __all__ = ["Derivation", "Term", "derive", "formula", "formula_text", "render",
@@ -130,10 +131,7 @@ def _param(value: Any, sp: Any) -> Any:
 
 
 def _variables(fun: Callable, what: str) -> list[inspect.Parameter]:
-    try:
-        params = list(inspect.signature(fun).parameters.values())
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} needs a signature with named parameters") from err
+    params = signature_parameters(fun, what)
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise ValueError(f"{what} must take named scalar parameters (its parameter names "
@@ -205,16 +203,6 @@ def _replay(graph: Graph, sp: Any) -> tuple[Any, dict[str, Any]]:
 # --- the chain rule ---------------------------------------------------------------------------
 
 
-class Term(NamedTuple):
-    """One path of the chain rule: ``partial`` (d fun / d name, others fixed) times
-    ``derivative`` (d name / d wrt) is ``product``."""
-
-    name: str
-    partial: Any
-    derivative: Any
-    product: Any
-
-
 @dataclass(frozen=True)
 class Derivation:
     """Everything ``derive`` works out, as SymPy expressions.
@@ -223,7 +211,8 @@ class Derivation:
     total derivative in the independent variables; ``naive`` the partial with the
     dependencies substituted afterwards (what forgetting the chain rule gives);
     ``terms`` one :class:`Term` per variable of ``fun``; ``substitutions`` each
-    dependent variable as an expression of the independent ones.
+    dependent variable as an expression of the independent ones; ``notes`` what the
+    limits left undone (formulas shown as built rather than simplified).
     """
 
     wrt: str
@@ -233,88 +222,98 @@ class Derivation:
     naive: Any
     terms: list[Term]
     substitutions: dict[str, Any]
+    notes: tuple[str, ...] = ()
 
 
 def derive(fun: Callable, wrt: str, given: Mapping[str, Callable] | None = None, *,
-           at: Mapping[str, float] | None = None) -> Derivation:
+           at: Mapping[str, float] | None = None, limits: Limits | None = None) -> Derivation:
     """Work out d fun / d ``wrt`` symbolically, partial and total (see :func:`formula`).
+
+    ``limits`` bounds the work (:class:`glassgrad._formula_limits.Limits`): a formula
+    too large to write out raises ``FormulaTooLarge`` (a ``NotImplementedError``); one
+    too large to simplify is kept as built, and ``notes`` says so.
 
     >>> d = derive(lambda t, x: t * x, "x", given={"t": lambda x: x ** 2})
     >>> d.partial, d.total, d.naive
     (t, 3*x**2, x**2)
+    >>> derive(lambda x: (x + 1) ** 100, "x").notes  # doctest: +ELLIPSIS
+    ('formulas shown as built, not simplified: a power of degree 99 of a sum ...',)
     """
-    sp = _sympy()
+    sp, limits = _sympy(), limits or Limits()
     given = dict(given or {})
     f_params = _variables(fun, "fun")
     dep_params = {v: _variables(g, f"given[{v!r}]") for v, g in given.items()}
-    order = _dependency_order({v: [p.name for p in ps] for v, ps in dep_params.items()})
+    uses = {v: [p.name for p in ps] for v, ps in dep_params.items()}
+    order = dependency_order(uses)
     names = list(dict.fromkeys([p.name for p in f_params]
                                + [p.name for ps in dep_params.values() for p in ps]))
-    _check_wrt(wrt, names, given)
+    check_wrt(wrt, [n for n in names if n not in given], given)
     point = {n: 0.6 + 0.1 * i for i, n in enumerate(names)} | dict(at or {})
-    function, partials = _replay(_call_trace(fun, f_params, point), sp)
-    dependencies = {v: _replay(_call_trace(given[v], ps, point), sp)
+    function, partials = _replay_within(_call_trace(fun, f_params, point), sp, limits)
+    dependencies = {v: _replay_within(_call_trace(given[v], ps, point), sp, limits)
                     for v, ps in dep_params.items()}
-    subs: dict[Any, Any] = {}
+    written = _Writer(sp, limits)
     for v in order:  # each dependency resolved before the variables that use it
-        subs[sp.Symbol(v)] = dependencies[v][0].xreplace(subs)
-    derivative = _derivatives(wrt, dependencies, sp)
+        written.define(sp.Symbol(v), dependencies[v][0])
+    derivative = _derivatives(wrt, order, uses, dependencies, sp)
+    simplify = Simplifier(sp, limits)
     terms = []
     for p in f_params:
-        partial, d = partials[p.name], derivative(p.name).xreplace(subs)
-        terms.append(Term(p.name, sp.simplify(partial), sp.simplify(d),
-                          sp.simplify(partial * d)))
-    total = sp.simplify(sp.Add(*[t.product for t in terms]).xreplace(subs))
+        partial, d = partials[p.name], written(derivative(p.name))
+        terms.append(Term(p.name, simplify(partial), simplify(d),
+                          simplify(written.checked(partial * d))))
+    total = simplify(written(sp.Add(*[t.product for t in terms])))
     partial = partials.get(wrt, sp.Integer(0))
-    return Derivation(wrt, function, sp.simplify(partial), total,
-                      sp.simplify(partial.xreplace(subs)), terms,
-                      {str(k): v for k, v in subs.items()})
+    return Derivation(wrt, function, simplify(partial), total, simplify(written(partial)),
+                      terms, written.substitutions(), tuple(simplify.notes))
 
 
-def _check_wrt(wrt: str, names: list[str], given: Mapping) -> None:
-    if wrt in given:
-        raise ValueError(f"{wrt!r} is a dependent variable (it is in `given`); "
-                         "differentiate with respect to an independent variable")
-    if wrt not in names:
-        raise ValueError(f"unknown variable {wrt!r}: the variables are "
-                         f"{', '.join(names) or 'none'}")
+def _replay_within(graph: Graph, sp: Any, limits: Limits) -> tuple[Any, dict[str, Any]]:
+    """:func:`_replay`, refused before it starts when its powers are too high, and
+    after it ends when its results are too large."""
+    check_graph(graph.nodes, limits)
+    value, partials = _replay(graph, sp)
+    memo: Memo = {}
+    for expr in (value, *partials.values()):
+        expression_size(expr, memo, limits)
+    return value, partials
 
 
-def _dependency_order(uses: Mapping[str, list[str]]) -> list[str]:
-    """Dependent variables, each after the dependent variables its definition uses."""
-    order: list[str] = []
-    state: dict[str, str] = {}
+class _Writer:
+    """Expressions in the dependents' symbols rewritten in the independent ones, each
+    shared subexpression once, within the size limits."""
 
-    def visit(v: str, path: list[str]) -> None:
-        if state.get(v) == "done":
-            return
-        if state.get(v) == "active":
-            cycle = " -> ".join(path[path.index(v):] + [v])
-            raise ValueError(f"the dependencies in `given` form a cycle: {cycle}")
-        state[v] = "active"
-        for u in uses[v]:
-            if u in uses:
-                visit(u, path + [v])
-        state[v] = "done"
-        order.append(v)
+    def __init__(self, sp: Any, limits: Limits) -> None:
+        self.sp, self.limits = sp, limits
+        self.mapping: dict[Any, Any] = {}
+        self.cache: dict[int, tuple[Any, Any]] = {}
+        self.memo: Memo = {}
 
-    for v in uses:
-        visit(v, [])
-    return order
+    def define(self, symbol: Any, expr: Any) -> None:
+        self.mapping[symbol] = self(expr)
+        self.cache.clear()  # a new symbol is defined: rewrite again from scratch
+
+    def __call__(self, expr: Any) -> Any:
+        return substitute(expr, self.mapping, self.cache, self.memo, self.limits)
+
+    def checked(self, expr: Any) -> Any:
+        expression_size(expr, self.memo, self.limits)
+        return expr
+
+    def substitutions(self) -> dict[str, Any]:
+        return {str(k): v for k, v in self.mapping.items()}
 
 
-def _derivatives(wrt: str, dependencies: Mapping[str, tuple[Any, dict]], sp: Any) -> Callable:
-    """d v / d wrt for any variable v, by the chain rule through the dependencies."""
-
-    @functools.cache
-    def d(v: str) -> Any:
-        if v == wrt:
-            return sp.Integer(1)
-        if v not in dependencies:
-            return sp.Integer(0)
-        return sp.Add(*[p * d(u) for u, p in dependencies[v][1].items()])
-
-    return d
+def _derivatives(wrt: str, order: tuple[str, ...], uses: Mapping[str, list[str]],
+                 dependencies: Mapping[str, tuple[Any, dict]], sp: Any) -> Callable:
+    """v -> d v / d wrt, by the chain rule over the dependencies in topological order:
+    d v / d wrt = Σ_u ∂v/∂u · d u / d wrt, once per dependent (never per path)."""
+    moved = moved_by(wrt, order, uses)
+    found = {wrt: sp.Integer(1)}
+    for v in (d for d in order if d in moved):
+        found[v] = sp.Add(*[p * found[u] for u, p in dependencies[v][1].items()
+                            if u in found])
+    return lambda v: found.get(v, sp.Integer(0))
 
 
 # --- the public face ------------------------------------------------------------------------
