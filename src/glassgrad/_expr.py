@@ -33,6 +33,7 @@ import keyword
 import math
 import numbers
 import operator
+import re
 import unicodedata
 import warnings
 from collections.abc import Callable, Mapping
@@ -282,7 +283,7 @@ class _Walker:
     """Converts a parsed ``ast`` tree into :data:`Node` objects, refusing anything else."""
 
     def __init__(self, text: str, shift: int):
-        self.lines = text.split("\n")
+        self.lines = _source_lines(text)
         self.shift = shift  # leading blanks stripped from line 1 before parsing
         self.variables: dict[str, None] = {}  # ordered set, by first appearance
 
@@ -397,6 +398,15 @@ def _positioned(lines: list[str], line: int, col: int, message: str) -> Expressi
     return ExpressionError(text, line=line, column=col + 1)
 
 
+def _source_lines(text: str) -> list[str]:
+    """``text`` split where Python's parser starts a new line: at \\n, \\r\\n and a lone \\r.
+
+    >>> _source_lines("a\\rb\\r\\nc")
+    ['a', 'b', 'c']
+    """
+    return re.split(r"\r\n|\r|\n", text)
+
+
 def _parse_ast(text: str) -> tuple[ast.expr, int]:
     """``ast.parse`` in eval mode, converting every failure to :class:`ExpressionError`."""
     stripped = text.lstrip(" \t")
@@ -408,7 +418,7 @@ def _parse_ast(text: str) -> tuple[ast.expr, int]:
     except SyntaxError as err:
         line = err.lineno or 1
         col = (err.offset or 1) - 1 + (shift if line == 1 else 0)
-        raise _positioned(text.split("\n"), line, col, f"syntax error: {err.msg}") from None
+        raise _positioned(_source_lines(text), line, col, f"syntax error: {err.msg}") from None
     except (RecursionError, MemoryError):
         raise ExpressionError("expression is nested too deeply or too large") from None
     except ValueError as err:  # e.g. null bytes or lone surrogates
