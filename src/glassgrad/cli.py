@@ -1,4 +1,5 @@
-"""The ``glassgrad`` command line: ``glassgrad demo`` and ``glassgrad explain``."""
+"""The ``glassgrad`` command line: ``glassgrad demo``, ``glassgrad explain`` and
+``glassgrad --version``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glassgrad",
         description="Glass-box automatic differentiation: see your derivatives.")
+    from . import __version__, _demo, _explain_cli
+
+    parser.add_argument("--version", action="version", version=f"glassgrad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import _demo, _explain_cli
 
     _demo.add_parser(sub)
     _explain_cli.add_parser(sub)
