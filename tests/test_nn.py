@@ -402,3 +402,176 @@ def test_fit_validates_inputs_once():
     with pytest.raises(ValueError, match=r"shape \(1, 1\).*\(1, 2\)"):
         nn.fit(net, X, np.zeros((10, 2)), nn.squared_error, opt, epochs=1, progress=False)
 
+
+
+# --- parameters as a list, buffers, careful loading ---------------------------------------
+
+
+def test_parameters_is_a_list_and_p_squared_sums():
+    net = nn.MLP([2, 16, 16, 1], rng=0)
+    params = net.parameters()
+    assert isinstance(params, list) and len(params) == 6
+    assert list(params) == params and len(list(net.parameters())) == 6  # walks twice
+    penalty = sum((p * p).sum() for p in net.parameters())  # micrograd's regulariser
+    penalty.backward()
+    for p in net.parameters():
+        np.testing.assert_allclose(p.grad, 2 * p.data)
+
+
+def test_load_state_dict_refuses_complex_and_wrong_kinds_before_writing():
+    model = nn.Sequential(nn.Linear(2, 2, rng=0), nn.BatchNorm1d(2))
+    before = model.state_dict()
+    bad = dict(before)
+    bad["0.bias"] = np.ones(2)  # fine on its own, but must not be written ...
+    bad["0.weight"] = before["0.weight"] + 1j  # ... because this one is refused
+    with pytest.raises(ValueError, match="nothing was loaded.*'0.weight'.*complex128"):
+        model.load_state_dict(bad)
+    bad = dict(before, **{"1.num_batches_tracked": np.array(1.5)})
+    with pytest.raises(ValueError, match="num_batches_tracked"):
+        model.load_state_dict(bad)
+    with pytest.raises(ValueError, match="not numbers"):
+        model.load_state_dict(dict(before, **{"0.bias": np.array(["a", "b"])}))
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    model.load_state_dict(dict(before, **{"1.running_mean": np.array([1, 2])}))  # int: fine
+    np.testing.assert_array_equal(model[1].running_mean, [1.0, 2.0])
+
+
+def test_register_buffer():
+    m = nn.Module()
+    m.register_buffer("steps", np.zeros(3))
+    assert list(m.state_dict()) == ["steps"] and m.parameters() == []
+    m.steps[...] = 2.0
+    assert list(dict(m.named_buffers())["steps"]) == [2.0, 2.0, 2.0]
+    m.w = gg.tensor([1.0], requires_grad=True)
+    with pytest.raises(ValueError, match="already"):
+        m.register_buffer("w", np.zeros(1))
+
+
+def test_save_and_load_a_model_with_buffers(tmp_path):
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0), nn.BatchNorm2d(2))
+    net(np.random.default_rng(0).normal(size=(4, 1, 5, 5)))
+    gg.save(net, tmp_path / "net.gg")
+    other = nn.Sequential(nn.Conv2d(1, 2, 3, rng=1), nn.BatchNorm2d(2))
+    other.load_state_dict(gg.load(tmp_path / "net.gg"))
+    np.testing.assert_array_equal(other[1].running_var, net[1].running_var)
+    np.testing.assert_array_equal(other[0].weight.data, net[0].weight.data)
+
+
+# --- CNNs in fit and TrainStep, and gradient monitoring -----------------------------------
+
+
+def _cnn(seed=0, dtype=np.float64):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=seed, dtype=dtype), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 3, rng=seed, dtype=dtype))
+
+
+def _images(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 1, 4, 4))
+    return X, (X[:, 0, :2].sum(axis=(1, 2)) > 0).astype(int) + (X[:, 0, 0, 0] > 1)
+
+
+def test_fit_trains_a_cnn_eagerly_and_compiled_to_the_same_weights():
+    X, y = _images()
+    nets = [_cnn(), _cnn()]
+    histories = [nn.fit(net, X, y, nn.cross_entropy, optim.Adam(net.parameters(), lr=0.05),
+                        epochs=5, batch_size=8, seed=1, progress=False, jit=jit)
+                 for net, jit in zip(nets, (False, True), strict=True)]
+    assert histories[0].loss[-1] < histories[0].loss[0]
+    np.testing.assert_allclose(histories[0].loss, histories[1].loss, rtol=1e-12)
+    for (name, a), (_, b) in zip(nets[0].named_parameters(), nets[1].named_parameters(),
+                                 strict=True):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_trainstep_on_a_float32_cnn():
+    X, y = _images()
+    net = _cnn(dtype=np.float32)
+    step = nn.TrainStep(net, nn.cross_entropy, optim.SGD(net.parameters(), lr=0.1))
+    losses = [step(X.astype(np.float32), y) for _ in range(10)]
+    assert losses[-1] < losses[0]
+    assert all(p.data.dtype == np.float32 for p in net.parameters())
+
+
+def test_fit_monitor_records_gradient_norms_per_parameter(tmp_path):
+    X, y = _images()
+    net = _cnn()
+    history = nn.fit(net, X, y, nn.cross_entropy, optim.SGD(net.parameters(), lr=0.01),
+                     epochs=3, batch_size=8, progress=False, monitor=True)
+    assert list(history.grad_norms) == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    assert all(len(v) == 3 and all(n > 0 for n in v) for v in history.grad_norms.values())
+    assert history.warnings == []
+    # with lr 0 and one full batch, the record is that batch's gradient norm
+    ref = _cnn()
+    history = nn.fit(ref, X, y, nn.cross_entropy, optim.SGD(ref.parameters(), lr=0.0),
+                     epochs=1, batch_size=24, shuffle=False, progress=False, monitor=True)
+    first = _cnn()
+    nn.cross_entropy(first(X), y).backward()
+    assert history.grad_norms["4.bias"][0] == pytest.approx(np.linalg.norm(first[4].bias.grad))
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    history.plot_grad_norms(tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fit_monitor_reports_vanishing_and_exploding_gradients():
+    X, y = _regression(n=16)
+
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(3, 1, rng=0)
+            self.idle = gg.tensor([1.0], requires_grad=True)
+
+        def forward(self, x):
+            return self.used(x) + 0.0 * self.idle
+
+    net = Unused()
+    with pytest.warns(nn.GradientWarning, match="vanishing.*'idle'"):
+        history = nn.fit(net, X, y, nn.mse_loss, optim.SGD(net.parameters(), lr=0.01),
+                         epochs=2, batch_size=4, progress=False, monitor=True)
+    assert len(history.warnings) == 1 and "'idle'" in history.warnings[0]
+    net = nn.MLP([3, 1], rng=0)
+    with pytest.warns(nn.GradientWarning) as caught:
+        history = nn.fit(net, X * 10, y, nn.mse_loss, optim.SGD(net.parameters(), lr=0.3),
+                         epochs=6, batch_size=16, progress=False, monitor=True)
+    assert any("exploding" in str(w.message) and "'layers.0.weight'" in str(w.message)
+               for w in caught)
+    assert len(history.warnings) == len(caught) and history.warnings[0].startswith("exploding")
+    with pytest.raises(ValueError, match="monitor=True"):
+        nn.History().plot_grad_norms()
+
+
+def test_fit_progress_in_a_notebook_uses_tqdm_auto(monkeypatch):
+    pytest.importorskip("tqdm")
+    import importlib
+
+    fit_module = importlib.import_module("glassgrad.nn.fit")
+
+    seen = {}
+
+    class FakeBar:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+            self.total, self.n = kwargs["total"], 0
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix_str(self, text):
+            seen["postfix"] = text
+
+        def close(self):
+            seen["closed"] = True
+
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    monkeypatch.setattr(fit_module, "_in_notebook", lambda: True)
+    X, y = _regression(n=8)
+    net = nn.MLP([3, 1], rng=0)
+    nn.fit(net, X, y, nn.squared_error, optim.SGD(net.parameters(), lr=0.01), epochs=2)
+    assert seen["total"] == 16 and seen["closed"] and "epoch 2/2" in seen["postfix"]

@@ -336,4 +336,4 @@ class _Monitor:
             return
         self.reported.add((name, kind))
         self.history.warnings.append(f"{kind}: {text}")
-        warnings.warn(f"{kind} gradient: {text}", GradientWarning, stacklevel=4)
+        warnings.warn(f"{kind} gradient: {text}", GradientWarning, stacklevel=5)
