@@ -254,3 +254,153 @@ def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+# ----------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_of_model_optimizer_and_numbers_round_trips(tmp_path: Path) -> None:
+    import glassgrad as gg
+
+    net = gg.nn.Sequential(gg.nn.Linear(3, 2, rng=0), gg.nn.BatchNorm1d(2))
+    opt = gg.optim.Adam(net.parameters(), lr=0.01)
+    gg.nn.mse_loss(net(np.ones((4, 3))), np.zeros((4, 2))).backward()
+    opt.step()
+    path = tmp_path / "ck.gg"
+    save({"model": net, "optimizer": opt, "epoch": 3, "note": "x", "none": None}, path)
+    ck = load(path)
+    assert ck["epoch"] == 3 and ck["note"] == "x" and ck["none"] is None
+    assert list(ck["model"]) == list(net.state_dict())
+    assert list(ck["optimizer"]["state"]) == list(range(4))  # int keys come back as ints
+    assert ck["optimizer"]["param_groups"][0]["betas"] == [0.9, 0.999]
+    np.testing.assert_array_equal(ck["optimizer"]["state"][2]["exp_avg"],
+                                  opt.state[2]["exp_avg"])
+    fresh = gg.nn.Sequential(gg.nn.Linear(3, 2, rng=1), gg.nn.BatchNorm1d(2))
+    fresh.load_state_dict(ck["model"])
+    fresh_opt = gg.optim.Adam(fresh.parameters())
+    fresh_opt.load_state_dict(ck["optimizer"])
+    assert fresh_opt.lr == 0.01 and fresh_opt.betas == (0.9, 0.999)
+    with np.load(path, allow_pickle=False) as npz:  # still a plain .npz
+        assert "model/0.weight" in npz.files and "optimizer/state/0/exp_avg" in npz.files
+
+
+def test_checkpoint_keys_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="strings or ints"):
+        save({"a": {(1, 2): np.ones(1)}}, tmp_path / "m.gg")
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------- attacks
+
+
+def _crafted(path: Path, shape: tuple[int, ...], data: bytes) -> None:
+    """A glassgrad file whose entry 'w' declares ``shape`` float32 but holds ``data``."""
+    meta = {"format": "glassgrad-state", "version": 1, "keys": ["w"]}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("__glassgrad__.npy", _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8)))
+        with zf.open(zipfile.ZipInfo("w.npy"), "w", force_zip64=True) as entry:
+            entry.write(header.getvalue())
+            entry.write(data)
+
+
+def _peak_bytes(fn) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    except ValueError:
+        pass
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_a_header_declaring_gigabytes_is_refused_without_allocating(tmp_path: Path) -> None:
+    path = tmp_path / "huge.gg"
+    _crafted(path, (500_000_000,), b"\0" * 1_900_000)  # says 2 GB, holds 1.9 MB
+    assert path.stat().st_size < 2_000_000
+    with pytest.raises(ValueError, match="huge.gg.*declares.*2,000,000,000 bytes"):
+        load(path, max_bytes=None)  # even with no limit: the data is not there
+    assert _peak_bytes(lambda: load(path)) < 10_000_000
+
+
+def test_a_compressed_bomb_is_refused_by_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.gg"
+    n = 16 * 2**20  # 64 MiB of float32 zeros, a few hundred KB compressed
+    meta = {"format": "glassgrad-state", "version": 1, "keys": ["w"]}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("__glassgrad__.npy", _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8)))
+        with zf.open("w.npy", "w", force_zip64=True) as entry:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": "<f4", "fortran_order": False, "shape": (n,)})
+            entry.write(header.getvalue())
+            chunk = b"\0" * 2**20
+            for _ in range(n * 4 // len(chunk)):
+                entry.write(chunk)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(ValueError, match=r"67,108,\d{3} bytes, more than max_bytes=1,000,000"):
+        load(path, max_bytes=1_000_000)
+    assert _peak_bytes(lambda: load(path, max_bytes=1_000_000)) < 10_000_000
+    assert load(path, max_bytes=None)["w"].shape == (n,)  # allowed when asked for
+
+
+def test_max_bytes_counts_every_array(tmp_path: Path) -> None:
+    path = tmp_path / "m.gg"
+    save({"a": np.zeros(100), "b": np.zeros(100)}, path)  # 1600 bytes of arrays
+    assert list(load(path, max_bytes=1700)) == ["a", "b"]
+    with pytest.raises(ValueError, match="max_bytes"):
+        load(path, max_bytes=1500)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_saving_over_a_file_keeps_its_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "secret.gg"
+    save({"w": np.ones(2)}, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # a new file: as open() makes it
+    path.chmod(0o600)
+    save({"w": np.zeros(2)}, path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o640)
+    save({"w": np.zeros(3)}, path)
+    assert path.stat().st_mode & 0o777 == 0o640 and load(path)["w"].shape == (3,)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kill -9 and pids")
+def test_temp_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import os, signal, numpy as np\n"
+            "from glassgrad import _serialize\n"
+            "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # dies mid-save\n"
+            f"_serialize.save({{'w': np.ones(1000)}}, {str(tmp_path / 'm.gg')!r})\n")
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, timeout=60)
+    assert result.returncode == -9
+    leftovers = os.listdir(tmp_path)
+    assert len(leftovers) == 1 and leftovers[0].startswith(".glassgrad-tmp-")
+    live = leftovers[0].split("-")
+    live[3] = str(os.getpid())  # the same name, but of a process that is alive
+    (tmp_path / "-".join(live)).write_bytes(b"in progress")
+    (tmp_path / "notes.tmp").write_bytes(b"not ours")
+    save({"w": np.zeros(2)}, tmp_path / "other.gg")
+    assert sorted(os.listdir(tmp_path)) == sorted(["-".join(live), "notes.tmp", "other.gg"])
+
+
+def test_loading_complex_values_into_a_real_model_changes_nothing(tmp_path: Path) -> None:
+    import glassgrad as gg
+
+    net = gg.nn.Linear(2, 2, rng=0)
+    before = net.state_dict()
+    save({"weight": before["weight"] + 0.5j, "bias": before["bias"]}, tmp_path / "c.gg")
+    with pytest.raises(ValueError, match="complex"):
+        net.load_state_dict(load(tmp_path / "c.gg"))
+    np.testing.assert_array_equal(net.weight.data, before["weight"])
