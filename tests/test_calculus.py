@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import glassgrad as gg
+from glassgrad._expr import parse_expression
 from glassgrad.calculus import (
     Differential,
     Explanation,
@@ -380,3 +381,46 @@ def test_partials_match_finite_differences(terms, wobble, t, x, y) -> None:
         numeric = (fun(**up) - fun(**down)) / (2 * h)
         assert d.partials[name] == pytest.approx(numeric, rel=1e-5, abs=1e-5)
         assert partial(fun, name)(**point) == d.partials[name]
+
+
+# --- chained dependencies: the DAG, never its paths ------------------------------------------
+
+
+def _function(text: str):
+    """A function whose parameters are the variables of ``text`` (parsed, never eval'd)."""
+    return parse_expression(text).as_function()
+
+
+def _diamonds(levels: int) -> dict:
+    """a_i = b_i + c_i with b_i = c_i = a_(i+1), and a_levels = x: 2**levels paths x -> a_0."""
+    given = {f"a{levels}": lambda x: x}
+    for i in range(levels):
+        given[f"a{i}"] = _function(f"b{i} + c{i}")
+        given[f"b{i}"] = _function(f"a{i + 1}")
+        given[f"c{i}"] = _function(f"a{i + 1}")
+    return given
+
+
+def test_exponentially_many_paths_are_counted_not_listed() -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    e = explain(lambda a0: a0, "x", _diamonds(25))(x=2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert e.value == 2.0 ** 25 and e.naive_value == 0.0
+    assert e.missed_path_count == 2 ** 25 and len(e.missed_paths) == 5
+    assert e.missed_paths[0] == ("x", "a25", "b24", "a24", "b23", "a23") + e.missed_paths[0][6:]
+    assert e.held == ("a0",)
+    assert "holding a0 fixed misses 33554432 paths, among them x -> a25 -> b24" in str(e)
+    assert json.loads(json.dumps(e.to_dict()))["missed_path_count"] == 2 ** 25
+    assert peak < 50e6  # enumerating the paths took gigabytes
+
+
+def test_long_chains_need_no_recursion() -> None:
+    chain = {f"a{i}": _function(f"1.001 * a{i + 1}") for i in range(1500)}
+    chain["a1500"] = lambda x: x
+    assert total(lambda a0: a0, "x", chain)(x=1.0) == pytest.approx(1.001 ** 1500)
+    e = explain(lambda a0, a1: a0 + a1, "x", chain)(x=1.0)
+    assert e.missed_path_count == 2 and e.held == ("a1", "a0")
+    assert e.terms[0].derivative == pytest.approx(1.001 ** 1500)

@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,63 @@ def test_module_entry_point_end_to_end():
                           "--wrt", "x"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "not allowed" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+# --- bounded: inputs that once took minutes or gigabytes -------------------------------------
+
+_NESTED_SIN = "sin(" * 30 + "x" + ")" * 30
+_DIAMONDS = "; ".join([f"a{i}=b{i}+c{i}; b{i}=a{i + 1}; c{i}=a{i + 1}" for i in range(25)]
+                      + ["a25=x"])  # 2**25 paths from x to a0
+_FIBONACCI = "; ".join([f"a{i}=sin(a{i + 1})+cos(a{i + 2})" for i in range(24)]
+                       + ["a24=x", "a25=x"])  # its formula doubles at every level
+_MEASURED = """
+import resource, sys
+from glassgrad.cli import main
+code = main(sys.argv[1:])
+print("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv, note", [
+    # was 25 s: simplify expanded (x+1)**999
+    (["(x+1)**1000", "--wrt", "x", "--at", "x=2"],
+     "formulas shown as built, not simplified: a power of degree 999 of a sum"),
+    # never ended: simplify on 30 nested cosines
+    ([_NESTED_SIN, "--wrt", "x", "--at", "x=0.5"],
+     "formulas shown as built, not simplified: they are too large"),
+    (["(x+1)**123456", "--wrt", "x", "--at", "x=2"],  # was over 900 MB
+     "numbers only; no formulas: the formula is too large to write out: it has a power "
+     "of degree 123456"),
+    (["a0", "--wrt", "x", "--given", _DIAMONDS, "--at", "x=2"], None),  # was over 2 GB
+    (["a0", "--wrt", "x", "--given", _FIBONACCI, "--at", "x=2"],  # never ended
+     "numbers only; no formulas: the formula is too large to write out"),
+])
+def test_slow_inputs_finish_quickly_in_little_memory(argv, note):
+    pytest.importorskip("sympy")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _MEASURED, "explain", *argv],
+                          capture_output=True, text=True, env=env, timeout=60)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    maxrss_kb = int(done.stderr.split("maxrss")[1])  # kilobytes on Linux
+    assert seconds < 15 and maxrss_kb < 300_000  # measured: under 3 s and 80 MB
+    assert "\ntotal    df/dx = " in done.stdout  # the engine's number is always there
+    if note:
+        assert f"note: {note}" in done.stdout
+
+
+def test_the_limits_are_in_the_help(capsys):
+    code, out, _ = run(["explain", "--help"], capsys)
+    assert code == 0 and "limits (so that every accepted input finishes" in out
+    assert "shown alone, with a" in out and "never path by path" in out
+
+
+def test_json_carries_the_notes(capsys):
+    pytest.importorskip("sympy")
+    code, out, _ = run(["explain", "(x+1)**100", "--wrt", "x", "--at", "x=0.5", "--json"],
+                       capsys)
+    data = json.loads(out)
+    assert code == 0 and data["formulas"]["total"] == "100*(x + 1)**99"
+    assert "power of degree 99 of a sum" in data["notes"][0] and data["formulas_match"]

@@ -439,3 +439,16 @@ def test_parse_given() -> None:
 def test_parse_given_refusals(text: str, message: str) -> None:
     with pytest.raises(ExpressionError, match=message):
         parse_given(text)
+
+
+def test_a_lone_carriage_return_starts_a_line() -> None:
+    with pytest.raises(ExpressionError, match="expression:2:1: names beginning with '_'"):
+        parse_expression("\r_")
+
+
+def test_given_is_bounded() -> None:
+    many = "; ".join(f"a{i}=x" for i in range(201))
+    with pytest.raises(ExpressionError, match="201 definitions; the limit is 200"):
+        parse_given(many)
+    with pytest.raises(ExpressionError, match="characters in all; the limit is 20000"):
+        parse_given("; ".join(["a=" + "x+" * 400 + "x"] * 30))

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import glassgrad as gg
+from glassgrad._expr import parse_expression
+from glassgrad._formula_limits import FormulaTooLarge, Limits
 from glassgrad._primitive import PRIMITIVES
 from glassgrad.calculus import total
 from glassgrad.symbolic import derive, formula, formula_text, render, supported_primitives
@@ -198,3 +200,53 @@ def test_formulas_of_derivative_functions():
     # the traced graph of a gradient is just more primitives, so higher orders come free
     assert formula(lambda x: gg.grad(np.sin)(x), "x") == -sp.sin(x)
     assert formula(lambda x: gg.grad(gg.grad(lambda z: z ** 3))(x), "x") == 6
+
+
+# --- limits: every formula is bounded, or refused with a reason -------------------------------
+
+
+def test_high_powers_of_sums_are_shown_unsimplified():
+    d = derive(lambda x: (x + 1) ** 1000, "x")
+    assert d.total == 1000 * (x + 1) ** 999
+    assert d.notes and "power of degree 999 of a sum" in d.notes[0]
+
+
+def test_deep_nesting_is_shown_as_built():
+    def nested(x):
+        for _ in range(30):
+            x = np.sin(x)
+        return x
+
+    d = derive(nested, "x")
+    assert "too large" in d.notes[0] and str(d.total).startswith("cos(x)*cos(sin(x))")
+
+
+def test_formulas_past_the_limits_are_refused_with_the_reason():
+    with pytest.raises(FormulaTooLarge, match="power of degree 123456"):
+        derive(lambda x: (x + 1) ** 123456, "x")
+    with pytest.raises(FormulaTooLarge, match="degree 1000000"):  # before SymPy builds 9**10**6
+        derive(lambda x: ((9 * x) ** 1000) ** 1000, "x")
+    with pytest.raises(FormulaTooLarge, match="more than 300 digits"):
+        derive(lambda x: (9 * x) ** 9000, "x")
+    with pytest.raises(FormulaTooLarge, match="more than 5 symbols"):
+        derive(lambda x, y: np.sin(x) * np.cos(y) + x * y, "x", limits=Limits(max_size=5))
+    with pytest.raises(NotImplementedError, match="operations replayed"):
+        derive(volume, "x", limits=Limits(max_nodes=5))
+
+
+def test_simplifying_stops_at_its_time_budget():
+    d = derive(lambda x: np.sin(x) ** 2 + np.cos(x) ** 2, "x",
+               limits=Limits(simplify_seconds=0))
+    assert d.notes == ("formulas shown as built, not simplified: simplifying took longer "
+                       "than 0 s",)
+    assert sp.simplify(d.total) == 0
+
+
+def test_chained_dependencies_follow_the_dag():
+    given = {"a12": lambda x: x}
+    for i in range(12):  # 2**12 paths from x to a0, 37 edges
+        given[f"a{i}"] = parse_expression(f"b{i} + c{i}").as_function()
+        given[f"b{i}"] = parse_expression(f"a{i + 1}").as_function()
+        given[f"c{i}"] = parse_expression(f"a{i + 1}").as_function()
+    d = derive(lambda a0, x: a0 * x, "x", given=given)
+    assert d.total == 2 ** 13 * x and d.substitutions["a0"] == 2 ** 12 * x

@@ -27,7 +27,33 @@ _EPILOG = """examples:
 
 Expressions use numbers, variables, + - * / **, parentheses, pi, e and the functions
 sin cos tan exp log sqrt tanh arctan. Formulas need SymPy: pip install "glassgrad[symbolic]".
+
+limits (so that every accepted input finishes within seconds):
+  input     an expression has at most {length} characters and {depth} levels of nesting;
+            --given holds at most {definitions} definitions of {given_length} characters
+            in all. Chained definitions are followed by the chain rule over their
+            dependency graph, never path by path.
+  formulas  written out only up to {nodes} recorded operations (expression and --given
+            together), {size} symbols, numbers and operations, powers of degree {degree}
+            and integers of {digits} digits; past that the numbers are shown alone, with a
+            note saying why. Formulas are simplified only up to {simplify} symbols, numbers
+            and operations, without powers of sums above degree {simplify_degree}, and for
+            {seconds:g} s in all; otherwise they are shown as built, with a note.
+  numbers   always come from the autodiff engine, whatever the formulas do.
 """
+
+
+def _epilog() -> str:
+    from ._expr import MAX_DEFINITIONS, MAX_DEPTH, MAX_GIVEN_LENGTH, MAX_LENGTH
+    from ._formula_limits import Limits
+
+    limits = Limits()
+    return _EPILOG.format(
+        length=MAX_LENGTH, depth=MAX_DEPTH, definitions=MAX_DEFINITIONS,
+        given_length=MAX_GIVEN_LENGTH,
+        nodes=limits.max_nodes, size=limits.max_size, degree=limits.max_exponent,
+        digits=limits.max_digits, simplify=limits.simplify_size,
+        simplify_degree=limits.simplify_exponent, seconds=limits.simplify_seconds)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -37,7 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Differentiate an expression: the partial derivative (other variables "
                     "fixed), the total derivative (following --given dependencies by the "
                     "chain rule) and the naive result of substituting after the partial.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("expression", help='the function, e.g. "4*pi/3*t*x*y"')
     parser.add_argument("--wrt", required=True, metavar="NAME",
                         help="the variable to differentiate with respect to")
@@ -151,12 +177,13 @@ def _formulas(fun: Any, wrt: str, given: dict, point: dict,
     try:
         d = derive(fun, wrt, given or None, at=point)
     except ImportError:  # SymPy is optional
-        return {"formulas": None, "style": None, "note": 'install SymPy for formulas: '
+        return {"formulas": None, "style": None, "notes": [], "note": 'install SymPy for formulas: '
                 'pip install "glassgrad[symbolic]"'}, None
     except NotImplementedError as err:  # the numbers are still worth showing
-        return {"formulas": None, "style": None, "note": f"no formulas: {err}"}, None
+        return {"formulas": None, "style": None, "notes": [],
+                "note": f"no formulas: {err}"}, None
     style = "latex" if latex else "plain"
-    return {"formulas": {
+    return {"notes": list(d.notes), "formulas": {
         "function": render(d.function, style), "partial": render(d.partial, style),
         "total": render(d.total, style), "naive": render(d.naive, style),
         "substitutions": {k: render(v, style) for k, v in d.substitutions.items()},
@@ -255,9 +282,12 @@ def _chain_lines(result: dict[str, Any], fmt: Any) -> list[str]:
 
 
 def _footer(result: dict[str, Any]) -> list[str]:
-    if result.get("note"):
-        return ["", f"note: numbers only; {result['note']}"]  # formulas failed or no SymPy
+    lines = []
+    if result.get("note"):  # no formulas: no SymPy, or past the limits
+        at = "numbers only; " if result["at"] is not None else ""
+        lines.append(f"note: {at}{result['note']}")
+    lines += [f"note: {note}" for note in result.get("notes") or []]  # left unsimplified
     if result.get("formulas_match") is False:
-        return ["", "warning: the formulas evaluated at the point differ from the autodiff "
-                    "numbers; please report this"]
-    return []
+        lines.append("warning: the formulas evaluated at the point differ from the autodiff "
+                     "numbers; please report this")
+    return [""] + lines if lines else []

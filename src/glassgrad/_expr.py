@@ -59,6 +59,10 @@ __all__ = [
 
 MAX_LENGTH = 1000
 MAX_DEPTH = 100
+# --given: each definition is evaluated and differentiated at the point, so the work grows
+# with their number and total length.
+MAX_DEFINITIONS = 200
+MAX_GIVEN_LENGTH = 20_000
 
 FUNCTIONS: dict[str, Callable[[Any], Any]] = {
     "sin": np.sin,
@@ -648,7 +652,14 @@ def parse_given(text: str) -> dict[str, Expression]:
     result: dict[str, Expression] = {}
     if not text.strip():
         return result
-    for item in _split_top_level(text):
+    if len(text) > MAX_GIVEN_LENGTH:
+        raise ExpressionError(f"--given: {len(text)} characters in all; the limit is "
+                              f"{MAX_GIVEN_LENGTH}")
+    items = _split_top_level(text)
+    if len(items) > MAX_DEFINITIONS:
+        raise ExpressionError(f"--given: {len(items)} definitions; the limit is "
+                              f"{MAX_DEFINITIONS}")
+    for item in items:
         name, source = _split_item(item, "--given")
         if name in result:
             raise ExpressionError(f"--given: {name!r} is defined twice")

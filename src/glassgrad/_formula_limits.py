@@ -48,11 +48,12 @@ class Limits:
     """How large a formula may grow, and how much effort simplifying it may take."""
 
     max_size: int = 2000  # symbols, numbers and operations, counted as a printed tree
+    max_nodes: int = 600  # recorded operations replayed on symbols, all functions together
     max_exponent: int = 10_000  # largest power of a variable (degree) written out
     max_digits: int = 300  # largest integer written out
     simplify_size: int = 150  # larger formulas are shown as built
     simplify_exponent: int = 16  # simplify expands powers of sums: (x+1)**1000 is too much
-    simplify_seconds: float = 2.0  # for all the simplifications of one derivation
+    simplify_seconds: float = 1.0  # for all the simplifications of one derivation
 
 
 Memo = dict[int, tuple[Any, int]]  # id(node) -> (node, its size as a tree)
@@ -78,23 +79,28 @@ def expression_size(expr: Any, memo: Memo, limits: Limits) -> int:
         _check_node(node, limits)
         size = 1 + sum(memo[id(a)][1] for a in node.args)
         if size > limits.max_size:
-            raise FormulaTooLarge(f"the formula would have more than {limits.max_size} "
-                                  "symbols, numbers and operations")
+            raise FormulaTooLarge(f"the formula is too large to write out: it would have more "
+                                  f"than {limits.max_size} symbols, numbers and operations")
         memo[id(node)] = (node, size)
     return memo[id(expr)][1]
 
 
 def _check_node(node: Any, limits: Limits) -> None:
     if node.is_Pow and node.exp.is_Number and abs(node.exp) > limits.max_exponent:
-        raise FormulaTooLarge(f"it has a power of degree {_short(node.exp)}, above the "
-                              f"limit of {limits.max_exponent}")
+        raise FormulaTooLarge(f"the formula is too large to write out: it has a power of "
+                              f"degree {_short(node.exp)}, above the limit of "
+                              f"{limits.max_exponent}")
     if node.is_Rational and max(abs(node.p), node.q).bit_length() > 3.33 * limits.max_digits:
-        raise FormulaTooLarge(f"it has a number with more than {limits.max_digits} digits")
+        raise FormulaTooLarge(f"the formula is too large to write out: it has a number with "
+                              f"more than {limits.max_digits} digits")
 
 
 def _short(number: Any) -> str:
-    text = str(number)
-    return text if len(text) <= 20 else f"{float(number):.3g}"
+    """A degree for a message: ``123456`` rather than ``123456.0``, ``1.1e+12`` when long."""
+    value = float(number)
+    if value.is_integer() and abs(value) < 1e9:
+        return str(int(value))
+    return f"{value:.3g}"
 
 
 def substitute(expr: Any, mapping: Mapping[Any, Any], cache: dict[int, tuple[Any, Any]],
@@ -128,19 +134,28 @@ def _rebuilt(node: Any, mapping: Mapping[Any, Any], cache: dict[int, tuple[Any, 
     return new
 
 
-def check_graph(nodes: list[Any], limits: Limits) -> None:
-    """Refuse a recorded graph whose powers would make SymPy build huge numbers.
+def check_graph(nodes: list[Any], limits: Limits, replayed: int = 0) -> None:
+    """Refuse a recorded graph that is too long to replay on symbols (with ``replayed``
+    nodes already replayed for the same formula), or whose powers would make SymPy
+    build huge numbers.
+
+    Replaying costs about a millisecond per operation (SymPy builds and differentiates
+    each one), so the number of operations is bounded before anything starts.
 
     SymPy evaluates ``(3*x)**10**9`` as ``3**10**9 * x**10**9`` the moment it is built,
     so the degree of every node (a power of a variable, roughly) is bounded from the
     graph before any SymPy object exists: constants have degree 0, variables and other
     functions 1, sums the larger degree, products the sum, ``b**n`` n times b's."""
+    if replayed + len(nodes) > limits.max_nodes:
+        raise FormulaTooLarge(f"the formula is too large to write out: it needs more than "
+                              f"{limits.max_nodes} operations replayed on symbols")
     degree: dict[int, float] = {}
     for node in nodes:
         degree[node.id] = d = _degree(node, nodes, degree)
         if d > limits.max_exponent:
-            raise FormulaTooLarge(f"it has a power of degree {_short(d)}, above the limit "
-                                  f"of {limits.max_exponent}")
+            raise FormulaTooLarge(f"the formula is too large to write out: it has a power "
+                                  f"of degree {_short(d)}, above the limit of "
+                                  f"{limits.max_exponent}")
 
 
 def _degree(node: Any, nodes: list[Any], degree: Mapping[int, float]) -> float:

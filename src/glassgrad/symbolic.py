@@ -249,9 +249,11 @@ def derive(fun: Callable, wrt: str, given: Mapping[str, Callable] | None = None,
                                + [p.name for ps in dep_params.values() for p in ps]))
     check_wrt(wrt, [n for n in names if n not in given], given)
     point = {n: 0.6 + 0.1 * i for i, n in enumerate(names)} | dict(at or {})
-    function, partials = _replay_within(_call_trace(fun, f_params, point), sp, limits)
-    dependencies = {v: _replay_within(_call_trace(given[v], ps, point), sp, limits)
-                    for v, ps in dep_params.items()}
+    graphs = {"": _call_trace(fun, f_params, point)}
+    graphs.update((v, _call_trace(given[v], ps, point)) for v, ps in dep_params.items())
+    replayed = _replay_within(graphs, sp, limits)
+    function, partials = replayed.pop("")
+    dependencies = replayed
     written = _Writer(sp, limits)
     for v in order:  # each dependency resolved before the variables that use it
         written.define(sp.Symbol(v), dependencies[v][0])
@@ -268,15 +270,22 @@ def derive(fun: Callable, wrt: str, given: Mapping[str, Callable] | None = None,
                       terms, written.substitutions(), tuple(simplify.notes))
 
 
-def _replay_within(graph: Graph, sp: Any, limits: Limits) -> tuple[Any, dict[str, Any]]:
-    """:func:`_replay`, refused before it starts when its powers are too high, and
-    after it ends when its results are too large."""
-    check_graph(graph.nodes, limits)
-    value, partials = _replay(graph, sp)
-    memo: Memo = {}
-    for expr in (value, *partials.values()):
-        expression_size(expr, memo, limits)
-    return value, partials
+def _replay_within(graphs: dict[str, Graph], sp: Any,
+                   limits: Limits) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """:func:`_replay` of each graph, refused before any starts when together they are
+    too long or their powers too high, and after each ends when its results are too
+    large."""
+    replayed = 0
+    for graph in graphs.values():
+        check_graph(graph.nodes, limits, replayed)
+        replayed += len(graph.nodes)
+    results = {}
+    for name, graph in graphs.items():
+        results[name] = value, partials = _replay(graph, sp)
+        memo: Memo = {}
+        for expr in (value, *partials.values()):
+            expression_size(expr, memo, limits)
+    return results
 
 
 class _Writer:
