@@ -283,9 +283,10 @@ def _chain_lines(result: dict[str, Any], fmt: Any) -> list[str]:
 
 def _footer(result: dict[str, Any]) -> list[str]:
     lines = []
-    if result.get("note"):  # no formulas: no SymPy, or past the limits
-        at = "numbers only; " if result["at"] is not None else ""
-        lines.append(f"note: {at}{result['note']}")
+    if result.get("note") and result["at"] is not None:  # no SymPy, or past the limits
+        lines.append(f"note: numbers only; {result['note']}")
+    elif result.get("note"):
+        lines.append(f"note: {result['note']}; give --at (e.g. --at x=2) for the numbers")
     lines += [f"note: {note}" for note in result.get("notes") or []]  # left unsimplified
     if result.get("formulas_match") is False:
         lines.append("warning: the formulas evaluated at the point differ from the autodiff "
