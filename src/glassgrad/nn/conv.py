@@ -72,18 +72,17 @@ class _ConvNd(Module):
     def forward(self, x: Any) -> Any:
         d = self._d
         x, added = _batched(x, d, self.in_channels, self)
-        n = R.shape_of(x)[0]
-        cols = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=self.padding)
-        out_shape = R.shape_of(cols)[1:d + 1]
-        # the weight in the windows' layout: (out, *kernel, in), flattened to a matrix
-        w = R.transpose(self.weight, axes=(0, *range(2, d + 2), 1))
-        w = R.reshape(w, shape=(self.out_channels, -1))
-        rows = R.reshape(cols, shape=(n * int(np.prod(out_shape)), -1))
-        y = R.matmul(rows, R.transpose(w, axes=(1, 0)))
+        shape = R.shape_of(x)
+        out_shape = tuple(out_size(n, k, s, p) for n, k, s, p in zip(
+            shape[2:], self.kernel_size, self.stride, self.padding, strict=True))
+        rows = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=self.padding)
+        # the weight as a matrix in the rows' layout: (*kernel, in) down, out across
+        w = R.transpose(self.weight, axes=(*range(2, d + 2), 1, 0))
+        y = R.matmul(rows, R.reshape(w, shape=(-1, self.out_channels)))
         if self.bias is not None:
             y = R.add(y, self.bias)
-        y = R.reshape(y, shape=(n, *out_shape, self.out_channels))
-        y = R.transpose(y, axes=(0, d + 1, *range(1, d + 1)))
+        y = R.reshape(y, shape=(shape[0], *out_shape, self.out_channels))
+        y = R.transpose(y, axes=(0, d + 1, *range(1, d + 1)))  # a view: memory stays NHWC
         return R.reshape(y, shape=R.shape_of(y)[1:]) if added else y
 
     def extra_repr(self) -> str:
@@ -140,21 +139,25 @@ class _Pool2d(Module):
         n, c, h, w = R.shape_of(x)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+        # channels last: after a convolution that is the memory order, so these are views
+        x = R.transpose(x, axes=(0, 2, 3, 1))
         if (kh, kw) == (sh, sw) and not any(self.padding):
-            # windows that tile the image: a reshape, no copy of windows needed
-            x = R.getitem(x, index=(Ellipsis, slice(0, oh * kh), slice(0, ow * kw)))
-            blocks = R.reshape(x, shape=(n, c, oh, kh, ow, kw))
-            y = self._reduce(blocks, axis=(3, 5))
+            # windows that tile the image: a reshape gathers them, no copy of windows
+            if (oh * kh, ow * kw) != (h, w):
+                x = R.getitem(x, index=(slice(None), slice(0, oh * kh), slice(0, ow * kw)))
+            blocks = R.reshape(x, shape=(n, oh, kh, ow, kw, c))
+            y = self._reduce(blocks, axis=(2, 4))
         else:
-            cols = unfold(self._pad(x), kernel=self.kernel_size, stride=self.stride,
-                          padding=(0, 0))  # (N, oh, ow, kh, kw, C)
-            y = R.transpose(self._reduce(cols, axis=(3, 4)), axes=(0, 3, 1, 2))
+            x = R.transpose(self._pad(x), axes=(0, 3, 1, 2))
+            rows = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=(0, 0))
+            y = self._reduce(R.reshape(rows, shape=(n, oh, ow, kh * kw, c)), axis=(3,))
+        y = R.transpose(y, axes=(0, 3, 1, 2))
         return R.reshape(y, shape=R.shape_of(y)[1:]) if added else y
 
     def _pad(self, x: Any) -> Any:
         return x
 
-    def _reduce(self, windows: Any, axis: tuple[int, int]) -> Any:  # pragma: no cover
+    def _reduce(self, windows: Any, axis: tuple[int, ...]) -> Any:  # pragma: no cover
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -177,7 +180,7 @@ class MaxPool2d(_Pool2d):
 
     def _pad(self, x: Any) -> Any:
         (ph, pw), dtype = self.padding, R.dtype_of(x)
-        for axis, p in ((2, ph), (3, pw)):
+        for axis, p in ((1, ph), (2, pw)):  # x is channels last here
             if p:
                 shape = list(R.shape_of(x))
                 shape[axis] = p
@@ -185,7 +188,7 @@ class MaxPool2d(_Pool2d):
                 x = R.concatenate(edge, x, edge, axis=axis)
         return x
 
-    def _reduce(self, windows: Any, axis: tuple[int, int]) -> Any:
+    def _reduce(self, windows: Any, axis: tuple[int, ...]) -> Any:
         return R.max_(windows, axis=axis, keepdims=False)
 
 
@@ -202,10 +205,14 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: Any) -> Any:
         if any(self.padding):
             x, added = _batched(x, 2, None, self)
-            cols = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=self.padding)
-            y = R.transpose(R.mean(cols, axis=(3, 4), keepdims=False), axes=(0, 3, 1, 2))
+            n, c, h, w = R.shape_of(x)
+            (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+            oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+            rows = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=self.padding)
+            y = R.mean(R.reshape(rows, shape=(n, oh, ow, kh * kw, c)), axis=3, keepdims=False)
+            y = R.transpose(y, axes=(0, 3, 1, 2))
             return R.reshape(y, shape=R.shape_of(y)[1:]) if added else y
         return super().forward(x)
 
-    def _reduce(self, windows: Any, axis: tuple[int, int]) -> Any:
+    def _reduce(self, windows: Any, axis: tuple[int, ...]) -> Any:
         return R.mean(windows, axis=axis, keepdims=False)
