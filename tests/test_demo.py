@@ -72,8 +72,8 @@ def test_python_m_glassgrad_demo_help():
     result = subprocess.run([sys.executable, "-m", "glassgrad", "demo", "--help"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    for option in ("--epochs", "--lr", "--a", "--seed", "--plot", "--no-plot", "--json",
-                   "--quiet"):
+    for option in ("--task", "--epochs", "--lr", "--a", "--seed", "--plot", "--no-plot",
+                   "--json", "--quiet"):
         assert option in result.stdout
 
 
@@ -82,3 +82,33 @@ def test_diverging_training_exits_with_a_message(capsys):
     assert main(["demo", "--epochs", "3", "--lr", "1e6", "--no-plot", "--quiet"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "training diverged" in err and "epoch 1, step" in err
+
+
+def test_demo_digits_trains_a_cnn_and_plots_gradient_norms(capsys, tmp_path):
+    plot = tmp_path / "g.png"
+    results, err = _run_json(capsys, "--task", "digits", "--epochs", "3", "--plot", str(plot))
+    assert results["task"] == "digits" and results["epochs"] == 3
+    assert results["test_accuracy"] >= 0.9 and results["train_accuracy"] >= 0.9
+    assert list(results["grad_norms"]) == ["conv1.weight", "conv1.bias", "conv2.weight",
+                                           "conv2.bias", "fc.weight", "fc.bias"]
+    assert all(len(v) == 3 for v in results["grad_norms"].values())
+    assert "epoch 3/3" in err
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert results["plot"] == str(plot) and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_digits_text_output(capsys):
+    assert main(["demo", "--task", "digits", "--epochs", "1", "--no-plot", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("trained in") and "held-out" in out and err == ""
+
+
+def test_version_and_help():
+    import glassgrad
+
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for args, expected in [(["--version"], f"glassgrad {glassgrad.__version__}"),
+                           (["--help"], "--version")]:
+        result = subprocess.run([sys.executable, "-m", "glassgrad", *args], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and expected in result.stdout, (args, result.stderr)

@@ -282,3 +282,19 @@ def test_clip_grad_norm_matches_its_formula_and_torch():
     assert gg.nn.clip_grad_norm_([c], 0.5) == pytest.approx(
         float(torch.nn.utils.clip_grad_norm_([t], 0.5)))
     np.testing.assert_allclose(c.grad, t.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1),
+                                  lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: optim.Adam(ps), lambda ps: optim.AdamW(ps),
+                                  lambda ps: optim.RMSprop(ps)])
+def test_a_step_is_an_in_place_change_that_backward_notices(make):
+    w = gg.tensor([1.0, 2.0], requires_grad=True)
+    opt = make([w])
+    data = w.data
+    (w * w).sum().backward()
+    stale = (w * w).sum()  # saved the old w
+    opt.step()
+    assert np.shares_memory(w.data, data)
+    with pytest.raises(RuntimeError, match="in place"):
+        stale.backward()

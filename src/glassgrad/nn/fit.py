@@ -95,8 +95,9 @@ def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs:
     ``loss(pred, target)`` returns a scalar tensor. ``y`` of shape (N,) is accepted for a
     model with one output column. ``batch_size=1`` feeds each sample as a (1, features)
     batch (per-sample SGD). Shuffling draws from ``np.random.default_rng(seed)``. Progress
-    goes to stderr: a bar on a terminal (with tqdm installed), plain lines otherwise,
-    nothing with ``progress=False``. A NaN or Inf loss raises ``FloatingPointError``.
+    goes to stderr: with tqdm installed, ``tqdm.auto``'s bar (a widget in Jupyter, text on
+    a terminal); plain lines elsewhere; nothing with ``progress=False``. A NaN or Inf loss
+    raises ``FloatingPointError``.
     With ``jit=True`` each step's forward and backward passes run as one compiled NumPy
     program (``gg.nn.TrainStep``); the result is the same to the last bit, only faster.
     ``X`` may have any number of axes after the samples', e.g. ``(N, C, H, W)`` images.
