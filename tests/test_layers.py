@@ -450,3 +450,33 @@ def test_activations_embedding_and_losses_against_torch(torch):
         value.backward()
         assert math.isclose(value.item(), expected.item(), rel_tol=1e-12), ours.__name__
         np.testing.assert_allclose(ag.grad, at.grad.numpy(), atol=1e-14, err_msg=ours.__name__)
+
+
+def test_embedding_layernorm_gelu_train_the_same_eagerly_and_compiled():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(7, 4, rng=0)
+            self.norm = nn.LayerNorm(4)
+            self.fc = nn.Linear(4, 3, rng=1)
+            self.act = nn.GELU()
+
+        def forward(self, idx):
+            return self.fc(self.act(self.norm(self.emb(idx))))
+
+    idx, labels = np.array([0, 3, 3, 6, 1]), np.array([2, 0, 0, 1, 2])
+    nets = [Tiny(), Tiny()]
+    for net, compiled in zip(nets, (False, True), strict=True):
+        opt = gg.optim.AdamW(net.parameters(), lr=0.05)
+        if compiled:
+            step = nn.TrainStep(net, nn.cross_entropy, opt)
+        for _ in range(3):
+            if compiled:
+                step(idx, labels)
+            else:
+                opt.zero_grad()
+                nn.cross_entropy(net(idx), labels).backward()
+                opt.step()
+    for (name, a), (_, b) in zip(nets[0].named_parameters(), nets[1].named_parameters(),
+                                 strict=True):
+        np.testing.assert_array_equal(a.data, b.data, err_msg=name)

@@ -323,17 +323,20 @@ class Embedding(Module):
         self.weight = Tensor(w.astype(_float_dtype(dtype)), requires_grad=True)
 
     def forward(self, indices: Any) -> Any:
-        idx = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
-        if not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"Embedding expects integer indices, got dtype {idx.dtype}")
-        if idx.size and (idx.min() < -self.num_embeddings or idx.max() >= self.num_embeddings):
-            raise IndexError(f"Embedding indices must lie in 0..{self.num_embeddings - 1}, got "
-                             f"values from {idx.min()} to {idx.max()}")
+        idx = indices.data if isinstance(indices, Tensor) else indices
+        if not isinstance(R.raw(idx), Traced):  # inside gg.jit only the dtype is known
+            idx = np.asarray(idx)
+            if idx.size and (idx.min() < -self.num_embeddings
+                             or idx.max() >= self.num_embeddings):
+                raise IndexError(f"Embedding indices must lie in 0..{self.num_embeddings - 1}, "
+                                 f"got values from {idx.min()} to {idx.max()}")
+        if not np.issubdtype(R.dtype_of(idx), np.integer):
+            raise TypeError(f"Embedding expects integer indices, got dtype {R.dtype_of(idx)}")
         out = R.getitem(self.weight, index=idx)
-        if self.padding_idx is not None and np.any(idx % self.num_embeddings == self.padding_idx):
+        if self.padding_idx is not None:
             # the padding row is a constant: its entries are replaced, so it gets no gradient
-            mask = (idx % self.num_embeddings != self.padding_idx)[..., None]
-            out = R.where(mask, out, 0.0)
+            keep = R.not_equal(R.remainder(idx, self.num_embeddings), self.padding_idx)
+            out = R.where(R.reshape(keep, shape=(*R.shape_of(idx), 1)), out, 0.0)
         return out
 
     def extra_repr(self) -> str:
