@@ -298,3 +298,14 @@ def test_a_step_is_an_in_place_change_that_backward_notices(make):
     assert np.shares_memory(w.data, data)
     with pytest.raises(RuntimeError, match="in place"):
         stale.backward()
+
+
+def test_param_groups_read_and_write_the_settings():
+    p = _param()
+    opt = optim.Adam([p], lr=0.1)
+    group = opt.param_groups[0]
+    assert group["lr"] == 0.1 and group["params"] == [p] and "betas" in dict(group)
+    group["lr"] = 0.01
+    assert opt.lr == 0.01
+    with pytest.raises(KeyError):
+        group["momentum"] = 0.9

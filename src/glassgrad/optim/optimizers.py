@@ -8,7 +8,7 @@ State follows ``torch.optim``'s layout, so a reader of one reads the other:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,12 @@ class Optimizer:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    @property
+    def param_groups(self) -> list[MutableMapping[str, Any]]:
+        """PyTorch's view of the settings: ``opt.param_groups[0]["lr"] = 0.01`` sets
+        ``opt.lr``. glassgrad optimizers have one group, holding every parameter."""
+        return [_Group(self)]
 
     def step(self) -> None:
         for i, p in enumerate(self.params):
@@ -117,6 +123,45 @@ class Optimizer:
         return f"{type(self).__name__}({len(self.params)} parameters, {settings})"
 
 
+class _Group(MutableMapping):
+    """The single parameter group of an optimizer, reading and writing its settings."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self._opt = optimizer
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "params":
+            return self._opt.params
+        if key not in self._opt._settings:
+            raise KeyError(key)
+        return getattr(self._opt, key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self._opt._settings:
+            raise KeyError(f"{type(self._opt).__name__} has no setting {key!r}")
+        setattr(self._opt, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("settings cannot be deleted")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*self._opt._settings, "params"))
+
+    def __len__(self) -> int:
+        return len(self._opt._settings) + 1
+
+
+def _subtract(p: Tensor, step: np.ndarray) -> None:
+    """``p.data -= step`` in the parameter's own memory.
+
+    Through a local name, not ``p.data -= step``: that statement also assigns the result
+    back to ``p.data``, and the in-place write is all an update needs (the engine counts
+    it, so a backward pass through a graph that saved the old value raises).
+    """
+    data = p.data
+    data -= step
+
+
 def _check_nonnegative(**values: float) -> None:
     for name, value in values.items():
         if not value >= 0.0:
@@ -153,7 +198,7 @@ class SGD(Optimizer):
         for p, buf in zip(self.params, self._scratch, strict=True):
             if p.grad is not None:
                 np.multiply(p.grad, lr, out=buf)
-                p.data -= buf
+                _subtract(p, buf)
         return None
 
     def _update(self, i: int, p: Tensor, g: np.ndarray) -> None:
@@ -173,7 +218,7 @@ class SGD(Optimizer):
             state["step"] += 1
             g = v
         np.multiply(g, self.lr, out=buf)
-        p.data -= buf
+        _subtract(p, buf)
 
 
 class Adam(Optimizer):
@@ -212,7 +257,8 @@ class Adam(Optimizer):
         state = self._buffers(i, "exp_avg", "exp_avg_sq")
         buf, m, v = self._scratch[i], state["exp_avg"], state["exp_avg_sq"]
         if decay and self._decoupled:
-            p.data *= 1.0 - lr * decay  # AdamW: shrink the weights, not the gradient
+            data = p.data  # AdamW: shrink the weights, not the gradient
+            data *= 1.0 - lr * decay
         elif decay:
             g = g + decay * p.data
         state["step"] = t = state["step"] + 1
@@ -229,7 +275,7 @@ class Adam(Optimizer):
         buf += eps
         np.divide(m, buf, out=buf)
         buf *= lr / (1.0 - b1**t)
-        p.data -= buf
+        _subtract(p, buf)
 
 
 class AdamW(Adam):
@@ -307,4 +353,4 @@ class RMSprop(Optimizer):
             velocity += buf
             buf[...] = velocity
         buf *= self.lr
-        p.data -= buf
+        _subtract(p, buf)
