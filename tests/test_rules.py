@@ -6,6 +6,8 @@ central differences, the adjoint identity <w, J v> = <J^T w, v>, second order (t
 rules are differentiable), and float32 staying float32.
 """
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,9 @@ def _default_spec(rng):
 
 def examples(prim):
     spec = prim.test or Examples(_default_spec)
-    rng = np.random.default_rng(abs(hash(prim.name)) % 2**32)
+    # A stable digest of the name (Python's hash() is salted per process), so a failing
+    # case replays with the same inputs.
+    rng = np.random.default_rng(zlib.crc32(prim.name.encode()))
     return spec.make_args(rng)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend as backend
 from ._mode import anomaly_mode
 from ._pytree import flatten, unflatten
 from ._tensor import Tensor
@@ -68,7 +69,7 @@ def numerical_grad(fun: Callable, *args: Any, argnums: Argnums = 0, eps: float |
                 return _scalar(fun(*call))
 
             grads.append(_differences(f_at, x, step, method))
-        tree = unflatten(treedef, [g[()] if np.ndim(g) == 0 and not isinstance(o, np.ndarray)
+        tree = unflatten(treedef, [g[()] if np.ndim(g) == 0 and not backend.is_numpy_array(o)
                                    else g for g, o in zip(grads, leaves, strict=True)])
         results.append(tree)
     return results[0] if isinstance(argnums, int) else tuple(results)
@@ -149,7 +150,7 @@ def _to_float64(tree: Any) -> Any:
     out = []
     for x in leaves:
         x = _untensor(x)
-        if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+        if backend.is_numpy_array(x) and np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float64)
         out.append(x)
     return unflatten(treedef, out)

@@ -43,7 +43,7 @@ def _describe(leaf: Any) -> Any:
         return _TRACED if leaf.requires_grad else ("a", leaf.shape, leaf.dtype.str)
     if isinstance(leaf, Traced):
         return _TRACED
-    if isinstance(leaf, np.ndarray):
+    if backend.is_numpy_array(leaf):
         return ("a", leaf.shape, leaf.dtype.str)
     if isinstance(leaf, np.generic):
         return ("g", leaf.dtype.str)
@@ -98,7 +98,7 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
             return fun(*args, **kwargs)
         outs = compiled.run(*values)
         if compiled.any_scalar:
-            outs = [o[()] if scalar and isinstance(o, np.ndarray) else o
+            outs = [o[()] if scalar and backend.is_numpy_array(o) else o
                     for o, scalar in zip(outs, compiled.scalar_outputs, strict=True)]
         return unflatten(compiled.out_def, outs)
 
@@ -132,17 +132,17 @@ def _signature(args: tuple, kwargs: dict, static: tuple[int, ...]) -> tuple[Any,
     parts: list[Any] = []
     values: list[Any] = []
     n = len(args)
+    for i, arg in enumerate(args):
+        if i in static or i - n in static:
+            parts.append(("static", arg))
+        elif not _walk(arg, parts, values):
+            return None, values
+    for name, arg in kwargs.items():
+        parts.append(name)
+        if not _walk(arg, parts, values):
+            return None, values
+    key = tuple(parts)
     try:
-        for i, arg in enumerate(args):
-            if i in static or i - n in static:
-                parts.append(("static", arg))
-            elif not _walk(arg, parts, values):
-                return None, values
-        for name, arg in kwargs.items():
-            parts.append(name)
-            if not _walk(arg, parts, values):
-                return None, values
-        key = tuple(parts)
         hash(key)
     except TypeError:
         raise TypeError("jit: a static argument (or a non-array leaf) must be hashable") from None
@@ -155,12 +155,14 @@ def _walk(x: Any, parts: list, values: list) -> bool:
     if kind is np.ndarray:
         parts.append(("a", x.shape, x.dtype.str))
         values.append(x)
-    elif kind is tuple or kind is list:
+    elif kind is tuple or kind is list or isinstance(x, tuple):  # namedtuples too
         parts.append((kind, len(x)))
         return all(_walk(item, parts, values) for item in x)
-    elif kind is dict:
-        parts.append((dict, tuple(x)))
+    elif isinstance(x, dict):
+        parts.append((kind, tuple(x)))
         return all(_walk(item, parts, values) for item in x.values())
+    elif x is None:
+        parts.append(None)  # an empty container
     else:
         d = _describe(x)
         if d is _TRACED:

@@ -112,7 +112,7 @@ class Program:
             _refuse_traced_mask(params.get("index"))
         args, params = self._bind(args), self._bind(params)
         value = prim.impl(*_values(args), **_values(params))
-        if not (backend.is_array(value) or backend.is_foreign_array(value)):
+        if isinstance(value, tuple | list):
             raise ConcretizationError(
                 f"np.{prim.name} gives a result whose shape depends on the values "
                 f"(at {user_location()}); the program is traced once and reused, so inside "
@@ -166,7 +166,7 @@ def _times_ones(args: tuple, value: Any) -> JitTracer | None:
         if (isinstance(other, JitTracer) and not isinstance(const, JitTracer)
                 and np.shape(other.value) == np.shape(value)
                 and np.result_type(other.value) == np.result_type(value)
-                and isinstance(const, np.ndarray | np.generic | float | int)
+                and (backend.is_array(const) or isinstance(const, float | int))
                 and not isinstance(const, bool) and np.all(np.asarray(const) == 1)):
             return other
     return None

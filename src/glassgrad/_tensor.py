@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -335,12 +336,10 @@ class Tensor(ArrayMethods):
                     f"(`{symbol}`): the change would not be recorded. Update parameters "
                     "inside `with gg.no_grad():`, or write `x = x " + symbol[0] + " ...` "
                     "for a new tensor")
-            # Recorded: the result replaces this tensor's value and history, under the same
-            # identity; the old array, which the graph may have saved, is left untouched.
-            new = prim(self, other)
-            self._value, self._node, self._seq = new._value, new._node, new._seq
-            self._cell = new._cell
-            return self
+            # A recorded intermediate: the result is a new tensor that the name rebinds to
+            # (`h *= x` assigns what this returns). The old value, which the graph and
+            # other names may still use, is left untouched.
+            return prim(self, other)
         other = other._value if isinstance(other, Tensor) else other
         self._cell[0] += 1
         if type(self._value) is np.ndarray:  # the same memory, as optimizers expect
@@ -476,11 +475,12 @@ def backprop(roots: list[tuple[Tensor, Any]], pull: Callable | None = None,
                     rule = None
                 if rule is None:
                     raise _no_vjp(prim, i)
-                contrib = rule(g, ans, *args, **params)
+                if anomaly:
+                    contrib = _anomaly_rule(rule, prim, g, ans, args, params)
+                else:
+                    contrib = rule(g, ans, *args, **params)
             else:
                 contrib = pull(t, i, g)
-            if anomaly:
-                _check_backward(contrib, g, prim.name)
             # Only operations of several arguments broadcast; un-broadcast them here,
             # in one place, instead of in every rule.
             if len(args) > 1 and pull is None:
@@ -514,17 +514,47 @@ def _changed_in_place(prim: Primitive) -> RuntimeError:
         "backward().")
 
 
-def _check_finite(value: Any, op: str, direction: str) -> None:
+# The user-level primitive whose backward rule is running, while anomaly mode is on: an
+# operation inside that rule that goes non-finite is reported under the user's name.
+_RULE_OF: ContextVar[str | None] = ContextVar("glassgrad_rule_of", default=None)
+
+
+def _checkable(value: Any) -> Any:
+    """The concrete array behind ``value``, or None under an interpreter without values
+    (jit checks the example it traces with, through its tracer's value)."""
     arr = raw(value)
-    if isinstance(arr, np.ndarray | np.generic | float) and not np.all(np.isfinite(arr)):
-        kind = "NaN" if np.any(np.isnan(arr)) else "Inf"
-        raise FloatingPointError(f"the {direction} pass of '{op}' produced {kind} "
-                                 f"(output shape {np.shape(arr)})")
+    arr = getattr(arr, "value", arr)  # a jit tracer carries the value it was traced with
+    return arr if backend.is_array(arr) or isinstance(arr, float) else None
+
+
+def _check_finite(value: Any, op: str, direction: str) -> None:
+    arr = _checkable(value)
+    if arr is None or np.all(np.isfinite(arr)):
+        return
+    kind = "NaN" if np.any(np.isnan(arr)) else "Inf"
+    rule_of = _RULE_OF.get()
+    if rule_of is not None and direction == "forward":
+        raise FloatingPointError(f"the backward pass of '{rule_of}' produced {kind} "
+                                 f"(in its '{op}', output shape {np.shape(arr)})")
+    raise FloatingPointError(f"the {direction} pass of '{op}' produced {kind} "
+                             f"(output shape {np.shape(arr)})")
+
+
+def _anomaly_rule(rule: Callable, prim: Primitive, g: Any, ans: Any, args: Any,
+                  params: dict) -> Any:
+    """Run a VJP rule under anomaly mode, naming ``prim`` for whatever it computes."""
+    token = _RULE_OF.set(_RULE_OF.get() or prim.name)
+    try:
+        contrib = rule(g, ans, *args, **params)
+    finally:
+        _RULE_OF.reset(token)
+    _check_backward(contrib, g, prim.name)
+    return contrib
 
 
 def _check_backward(contrib: Any, g: Any, op: str) -> None:
-    c, g = raw(contrib), raw(g)
-    if np.all(np.isfinite(c)):
+    c, g = _checkable(contrib), _checkable(g)
+    if c is None or g is None or np.all(np.isfinite(c)):
         return
     kind = "NaN" if np.any(np.isnan(c)) else "Inf"
     hint = ""

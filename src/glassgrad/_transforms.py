@@ -145,10 +145,10 @@ def _match_input(g: Any, original: Any, value: Any) -> Any:
                         "not supported yet; differentiate a real-valued function")
     if have != want:
         g = _cast(g, want)
-    if isinstance(g, np.ndarray):
+    if backend.is_numpy_array(g):
         if not g.flags.writeable or g.base is not None:
             g = g.copy()
-        if g.ndim == 0 and not isinstance(original, np.ndarray):
+        if g.ndim == 0 and not backend.is_numpy_array(original):
             g = g[()]
     return g
 

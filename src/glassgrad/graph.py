@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend as backend
 from ._primitive import Traced, new_level
 from ._pytree import flatten, leaf_paths, unflatten
 from ._rules import raw, sum_to
@@ -360,8 +361,8 @@ def _float_value(x: Any) -> Any:
     if isinstance(x, int | np.integer):
         return np.float64(x)
     if isinstance(x, float | np.floating) or (
-            isinstance(x, np.ndarray) and x.dtype.kind == "f"):
-        return np.asarray(x) if isinstance(x, np.ndarray) else np.float64(x)
+            backend.is_numpy_array(x) and x.dtype.kind == "f"):
+        return x if backend.is_numpy_array(x) else np.float64(x)
     return None
 
 
