@@ -25,8 +25,9 @@ _EPILOG = """examples:
   glassgrad explain "sin(x)*y" --wrt x --at x=0.5,y=2 --json
   glassgrad explain "x*u" --wrt x --given "u=v**2; v=sin(x)" --latex
 
-Expressions use numbers, variables, + - * / **, parentheses, pi, e and the functions
-sin cos tan exp log sqrt tanh arctan. Formulas need SymPy: pip install "glassgrad[symbolic]".
+Expressions use numbers, variables, + - * / **, parentheses, pi, e and the functions of
+the rule table: {functions}.
+Formulas need SymPy: pip install "glassgrad[symbolic]".
 
 limits (so that every accepted input finishes within seconds):
   input     an expression has at most {length} characters and {depth} levels of nesting;
@@ -44,12 +45,13 @@ limits (so that every accepted input finishes within seconds):
 
 
 def _epilog() -> str:
-    from ._expr import MAX_DEFINITIONS, MAX_DEPTH, MAX_GIVEN_LENGTH, MAX_LENGTH
+    from ._expr import MAX_DEFINITIONS, MAX_DEPTH, MAX_GIVEN_LENGTH, MAX_LENGTH, functions
     from ._formula_limits import Limits
 
     limits = Limits()
     return _EPILOG.format(
-        length=MAX_LENGTH, depth=MAX_DEPTH, definitions=MAX_DEFINITIONS,
+        functions=" ".join(functions()), length=MAX_LENGTH, depth=MAX_DEPTH,
+        definitions=MAX_DEFINITIONS,
         given_length=MAX_GIVEN_LENGTH,
         nodes=limits.max_nodes, size=limits.max_size, degree=limits.max_exponent,
         digits=limits.max_digits, simplify=limits.simplify_size,

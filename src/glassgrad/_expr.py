@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from ._primitive import PRIMITIVES
+
 __all__ = [
     "BinaryOp",
     "Call",
@@ -64,16 +66,25 @@ MAX_DEPTH = 100
 MAX_DEFINITIONS = 200
 MAX_GIVEN_LENGTH = 20_000
 
-FUNCTIONS: dict[str, Callable[[Any], Any]] = {
-    "sin": np.sin,
-    "cos": np.cos,
-    "tan": np.tan,
-    "exp": np.exp,
-    "log": np.log,
-    "sqrt": np.sqrt,
-    "tanh": np.tanh,
-    "arctan": np.arctan,
-}
+
+
+def functions() -> dict[str, Any]:
+    """The functions an expression may call, derived from the rule table: every
+    one-argument elementwise row backed by a NumPy ufunc and with a SymPy form, under the
+    ufunc's NumPy name (``sin``, ``arctan``, ``log1p``, ...). A row added to the table
+    (built in or through ``gg.extend``) is callable here without touching this file.
+
+    >>> {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "arctan"} <= set(functions())
+    True
+    """
+    found = {}
+    for prim in PRIMITIVES.values():
+        impl = prim.impl
+        if (prim.elementwise and prim.sympy is not None and isinstance(impl, np.ufunc)
+                and impl.nin == 1 and getattr(np, impl.__name__, None) is impl):
+            found[impl.__name__] = prim
+    return dict(sorted(found.items()))
+
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
@@ -207,7 +218,7 @@ class Call:
     prec = _PREC_ATOM
 
     def evaluate(self, env: Mapping[str, Any]) -> Any:
-        return FUNCTIONS[self.func](self.arg.evaluate(env))
+        return functions()[self.func].impl(self.arg.evaluate(env))
 
     def __str__(self) -> str:
         return f"{self.func}({self.arg})"
@@ -322,7 +333,7 @@ class _Walker:
         name = node.id
         if name.startswith("_"):
             raise self.error(node, f"names beginning with '_' are not allowed: {name!r}")
-        if name in FUNCTIONS:
+        if name in functions():
             raise self.error(node, f"{name!r} is a function; call it as {name}(...)")
         if name in CONSTANTS:
             return Constant(name)
@@ -350,8 +361,8 @@ class _Walker:
             raise self.error(func, f"names beginning with '_' are not allowed: {func.id!r}")
         if func.id in CONSTANTS:
             raise self.error(func, f"{func.id!r} is a constant, not a function")
-        if func.id not in FUNCTIONS:
-            known = ", ".join(FUNCTIONS)
+        if func.id not in functions():
+            known = ", ".join(functions())
             raise self.error(func, f"unknown function {func.id!r} (known: {known})")
         if node.keywords:
             raise self.error(node.keywords[0], "keyword arguments are not allowed")
@@ -544,11 +555,8 @@ def _to_sympy(node: Node, sp: Any) -> Any:
         case BinaryOp(op=op, left=left, right=right):
             return _BINARY[op](_to_sympy(left, sp), _to_sympy(right, sp))
         case Call(func=func, arg=arg):
-            return getattr(sp, _SYMPY_NAMES.get(func, func))(_to_sympy(arg, sp))
+            return functions()[func].sympy(sp, _to_sympy(arg, sp))
     raise TypeError(f"not an expression node: {node!r}")
-
-
-_SYMPY_NAMES = {"arctan": "atan"}
 
 
 def _to_latex(node: Node) -> str:
@@ -570,8 +578,14 @@ def _to_latex(node: Node) -> str:
         case Call(func="sqrt", arg=arg):
             return rf"\sqrt{{{_to_latex(arg)}}}"
         case Call(func=func, arg=arg):
-            return rf"\{func}\left({_to_latex(arg)}\right)"
+            name = rf"\{func}" if func in _LATEX_COMMANDS else rf"\operatorname{{{func}}}"
+            return rf"{name}\left({_to_latex(arg)}\right)"
     return str(node)  # numbers, variables and e print as in text
+
+
+# Function names that are LaTeX commands; every other function is an \operatorname.
+_LATEX_COMMANDS = frozenset({"sin", "cos", "tan", "exp", "log", "tanh", "arctan", "sinh",
+                             "cosh", "arcsin", "arccos"})
 
 
 def _latex_wrap(node: Node, parens: bool) -> str:
@@ -589,7 +603,7 @@ def _check_name(raw: str, what: str) -> str:
         raise ExpressionError(f"{what}: {raw.strip()!r} is not a valid variable name")
     if name.startswith("_"):
         raise ExpressionError(f"{what}: names beginning with '_' are not allowed: {name!r}")
-    if name in FUNCTIONS or name in CONSTANTS:
+    if name in functions() or name in CONSTANTS:
         raise ExpressionError(f"{what}: {name!r} is reserved and cannot be a variable")
     return name
 
