@@ -75,9 +75,25 @@ def _local_derivative(prim: Any, i: int, ans: Any, args: list[Any], params: dict
                       sp: Any) -> Any:
     if prim.sympy_derivatives is not None and i < len(prim.sympy_derivatives):
         return prim.sympy_derivatives[i](sp, ans, *args, **params)
-    dummies = [sp.Dummy(f"a{k}") for k in range(len(args))]
-    form = prim.sympy(sp, *dummies, **params)
-    return sp.diff(form, dummies[i]).xreplace(dict(zip(dummies, args, strict=True)))
+    try:
+        key = (prim, i, len(args), tuple(sorted(params.items())))
+        dummies, derivative = _DERIVATIVE_FORMS.get(key) or _DERIVATIVE_FORMS.setdefault(
+            key, _derivative_form(prim, i, len(args), params, sp))
+    except TypeError:  # unhashable parameters: no caching
+        dummies, derivative = _derivative_form(prim, i, len(args), params, sp)
+    return derivative.xreplace(dict(zip(dummies, args, strict=True)))
+
+
+# (row, argument, arity, parameters) -> the derivative on fresh symbols: SymPy's diff runs
+# once per form, and each node of a formula only substitutes its own arguments.
+_DERIVATIVE_FORMS: dict[tuple, tuple[list[Any], Any]] = {}
+
+
+def _derivative_form(prim: Any, i: int, nargs: int, params: dict[str, Any], sp: Any
+                     ) -> tuple[list[Any], Any]:
+    """d prim / d argument i, on fresh symbols standing for the arguments."""
+    dummies = [sp.Dummy(f"a{k}") for k in range(nargs)]
+    return dummies, sp.diff(prim.sympy(sp, *dummies, **params), dummies[i])
 
 
 def supported_primitives() -> frozenset[str]:
