@@ -105,6 +105,12 @@ class Primitive:
     sympy: Callable[..., Any] | None = field(default=None, repr=False)
     sympy_derivatives: tuple[Callable[..., Any], ...] | None = field(default=None, repr=False)
     source: Callable[..., str] | None = field(default=None, repr=False)
+    # ``vmap``: ``batch(args, dims, **params) -> (out, out_dim)``, where ``dims[i]`` is the
+    # batch axis of ``args[i]`` (None: not batched). Rows without one get it from their
+    # family: ``elementwise`` rows broadcast, ``reduction`` rows (``axis``/``keepdims``
+    # parameters) shift the axis; the rest run in a loop over the batch.
+    batch: Callable[..., Any] | None = field(default=None, repr=False)
+    reduction: bool = False
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         top = None

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend as backend
+from . import _batch_rules as B
 from ._backend import concrete as raw  # noqa: F401 - an old name, kept for importers
 from ._backend import dtype_of, float_dtype, ndim_of, shape_of, zeros_like
 from ._primitive import PRIMITIVES, Examples, Primitive, SourceCall, register
@@ -45,6 +46,9 @@ def defprimitive(
     sympy: Rule | None = None,
     sympy_derivatives: Sequence[Rule] | None = None,
     source: Callable[..., str] | None = None,
+    batch: Rule | None = None,
+    elementwise: bool = False,
+    reduction: bool = False,
 ) -> Primitive:
     """Declare a primitive once, with its implementation and rules side by side.
 
@@ -60,6 +64,11 @@ def defprimitive(
       is defined, recorded so that explanations can name it.
     * ``nondifferentiable=True``: the result carries no derivative (comparisons, masks,
       integer casts); every interpreter still sees the call.
+    * ``vmap`` derives the batching rule of a row from its family: ``elementwise`` (set by
+      ``derivatives``/``zero_derivative`` and for ufuncs without a core signature, or
+      given) or ``reduction`` (an ``axis``/``keepdims`` reduction); ``batch=`` is a
+      hand-written rule ``batch(args, dims, **params) -> (out, out_dim)`` (see
+      ``_batch_rules``). Rows with none run in a loop over the batch.
 
     Example (a user-defined primitive)::
 
@@ -69,7 +78,8 @@ def defprimitive(
         >>> float(gg.grad(cube)(2.0))
         12.0
     """
-    elementwise = derivatives is not None or zero_derivative
+    elementwise = (elementwise or derivatives is not None or zero_derivative
+                   or (isinstance(impl, np.ufunc) and impl.signature is None))
     if zero_derivative:
         vjp = vjp or EveryArgument(lambda i: lambda g, ans, *args, **params: zeros_like(args[i]))
         if sympy is not None and sympy_derivatives is None:
@@ -91,7 +101,8 @@ def defprimitive(
         numpy = (impl, *numpy)
     prim = Primitive(name, impl, vjps, jvp, nondifferentiable, test, traced_params,
                      numpy, elementwise, sympy, tuple(sympy_derivatives)
-                     if sympy_derivatives is not None else None, source)
+                     if sympy_derivatives is not None else None, source,
+                     batch=batch, reduction=reduction)
     return register(prim)
 
 
@@ -241,7 +252,7 @@ def _cast_impl(x, *, dtype):
 
 
 # An integer or boolean cast carries no derivative (as in JAX); float casts are `astype`.
-cast = _nondiff("cast", _cast_impl)
+cast = _nondiff("cast", _cast_impl, elementwise=True)
 
 
 def _stop_gradient_impl(x):
@@ -250,7 +261,7 @@ def _stop_gradient_impl(x):
 
 # The identity with no derivative at any level: each derivative level unwraps its value
 # and calls it again one level down, so every level sees a constant.
-stop_gradient = _nondiff("stop_gradient", _stop_gradient_impl)
+stop_gradient = _nondiff("stop_gradient", _stop_gradient_impl, elementwise=True)
 
 
 def _index_reduction(func):
@@ -260,15 +271,15 @@ def _index_reduction(func):
     return impl
 
 
-argmax = _nondiff("argmax", _index_reduction(np.argmax))
-argmin = _nondiff("argmin", _index_reduction(np.argmin))
+argmax = _nondiff("argmax", _index_reduction(np.argmax), batch=B.flat_axis("argmax"))
+argmin = _nondiff("argmin", _index_reduction(np.argmin), batch=B.flat_axis("argmin"))
 
 
 def _argsort_impl(x, *, axis=-1, kind=None, stable=None):
     return np.argsort(x, axis=axis, kind=kind, stable=stable)
 
 
-argsort = _nondiff("argsort", _argsort_impl)
+argsort = _nondiff("argsort", _argsort_impl, batch=B.flat_axis("argsort"))
 
 
 def _boolean_reduction(func):
@@ -278,22 +289,22 @@ def _boolean_reduction(func):
     return impl
 
 
-any_ = _nondiff("any", _boolean_reduction(np.any))
-all_ = _nondiff("all", _boolean_reduction(np.all))
+any_ = _nondiff("any", _boolean_reduction(np.any), reduction=True)
+all_ = _nondiff("all", _boolean_reduction(np.all), reduction=True)
 
 
 def _count_nonzero_impl(x, *, axis=None, keepdims=False):
     return np.count_nonzero(x, axis=axis, keepdims=keepdims)
 
 
-count_nonzero = _nondiff("count_nonzero", _count_nonzero_impl)
+count_nonzero = _nondiff("count_nonzero", _count_nonzero_impl, reduction=True)
 
 
 def _isclose_impl(x, y, *, rtol=1e-05, atol=1e-08, equal_nan=False):
     return np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 
-isclose = _nondiff("isclose", _isclose_impl)
+isclose = _nondiff("isclose", _isclose_impl, elementwise=True)
 
 
 def _nonzero_impl(x):
@@ -517,7 +528,7 @@ where = defprimitive(
          lambda g, ans, c, x, y: where(c, 0.0, g)],
     jvp=lambda t, ans, c, x, y: where(c, 0.0 if t[1] is None else t[1],
                                       0.0 if t[2] is None else t[2]),
-    test=Examples(_where_test),
+    test=Examples(_where_test), elementwise=True,
     source=lambda call: f"np.where({', '.join(call.args)})",
 )
 
@@ -604,7 +615,7 @@ sum_ = defprimitive(
     vjp=[lambda g, ans, x, *, axis=None, keepdims=False:
          broadcast_to(_restore_reduced(g, x, axis, keepdims), shape=shape_of(x))],
     linear=True, test=Examples(_reduce_test), source=_method_source("sum"),
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, reduction=True,
 )
 
 
@@ -623,7 +634,7 @@ mean = defprimitive(
          broadcast_to(_restore_reduced(g, x, axis, keepdims), shape=shape_of(x))
          / _count(x, axis)],
     linear=True, test=Examples(_reduce_test), source=_method_source("mean"),
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, reduction=True,
 )
 
 
@@ -646,7 +657,7 @@ def _extremum(name, impl):
         return impl(x, axis=axis, keepdims=keepdims)
 
     return defprimitive(name, run, vjp=[vjp], jvp=jvp, test=Examples(_reduce_test),
-                        source=_method_source(name), sympy=_scalar_identity)
+                        source=_method_source(name), sympy=_scalar_identity, reduction=True)
 
 
 max_ = _extremum("max", np.max)
@@ -665,7 +676,7 @@ reshape = defprimitive(
     test=Examples(lambda rng: [((_uniform(rng, (2, 3)),), {"shape": (3, 2)}),
                                ((_uniform(rng, (6,)),), {"shape": (2, -1)})]),
     source=_method_source("reshape", lambda p: p["shape"]),
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, batch=B.reshape,
 )
 
 
@@ -692,7 +703,7 @@ transpose = defprimitive(
     test=Examples(lambda rng: [((_uniform(rng, (2, 3)),), {}),
                                ((_uniform(rng, (2, 3, 4)),), {"axes": (1, 2, 0)})]),
     source=_transpose_source,
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, batch=B.transpose,
 )
 
 
@@ -728,7 +739,7 @@ broadcast_to = defprimitive(
     test=Examples(lambda rng: [((_uniform(rng, (3, 1)),), {"shape": (2, 3, 4)}),
                                ((_uniform(rng, ()),), {"shape": (2,)})]),
     source=lambda call: f"np.broadcast_to({call.args[0]}, {call.params['shape']})",
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, batch=B.broadcast_to,
 )
 sum_to = defprimitive(
     "sum_to", sum_to_impl,
@@ -736,7 +747,7 @@ sum_to = defprimitive(
     test=Examples(lambda rng: [((_uniform(rng, (2, 3, 4)),), {"shape": (3, 1)}),
                                ((_uniform(rng, (2, 3)),), {"shape": ()})]),
     source=_sum_to_source,
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, batch=B.sum_to,
 )
 
 
@@ -750,7 +761,7 @@ astype = defprimitive(
     "astype", _astype_impl,
     vjp=[lambda g, ans, x, *, dtype: astype(g, dtype=dtype_of(x))], linear=True,
     test=Examples(lambda rng: [((_uniform(rng, (3,)),), {"dtype": np.float64})]),
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, elementwise=True,
 )
 
 
@@ -781,12 +792,12 @@ getitem = defprimitive(
     vjp=[lambda g, ans, x, *, index: scatter_add(g, shape=shape_of(x), index=index)],
     linear=True, test=Examples(_getitem_test), traced_params=("index",),
     source=lambda call: f"{call.args[0]}[{call.params['index']}]",
-    sympy=_scalar_identity,
+    sympy=_scalar_identity, batch=B.getitem,
 )
 scatter_add = defprimitive(
     "scatter_add", _scatter_add_impl,
     vjp=[lambda g, ans, x, *, shape, index: getitem(g, index=index)], linear=True,
-    traced_params=("index",),
+    traced_params=("index",), batch=B.scatter_add,
     test=Examples(lambda rng: [((_uniform(rng, (5, 3)),),
                                 {"shape": (4, 3), "index": (np.array([0, 2, 0, 3, 2]),)}),
                                ((_uniform(rng, (2,)),), {"shape": (4,), "index": slice(1, 3)})]),
@@ -809,6 +820,7 @@ def _concat_vjp(i):
 
 concatenate = defprimitive(
     "concatenate", _concatenate_impl, vjp=EveryArgument(_concat_vjp), linear=True,
+    batch=B.concatenate,
     test=Examples(lambda rng: [((_uniform(rng, (2, 3)), _uniform(rng, (1, 3))), {"axis": 0}),
                                ((_uniform(rng, (2, 1)), _uniform(rng, (2, 3)),
                                  _uniform(rng, (2, 2))), {"axis": -1})]),
@@ -868,4 +880,4 @@ def _matmul_test(rng):
 
 
 matmul = defprimitive("matmul", np.matmul, vjp=[_matmul_vjp_x, _matmul_vjp_y],
-                      jvp=_matmul_jvp, test=Examples(_matmul_test))
+                      jvp=_matmul_jvp, test=Examples(_matmul_test), batch=B.matmul)

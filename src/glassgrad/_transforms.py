@@ -8,14 +8,14 @@ derivative off. Levels keep nested transforms apart, so any nesting works.
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _backend as backend
 from . import _ops
+from ._batching import vmap
 from ._forward import Dual, push_tangents
 from ._primitive import Traced, new_level
 from ._pytree import TreeDef, flatten_up_to, leaf_paths, tree_flatten, tree_map, tree_unflatten
@@ -446,9 +446,10 @@ def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse",
     """The full Jacobian, shaped ``out.shape + in.shape`` for each output and input
     (with ``has_aux``: ``(jacobian, aux)``).
 
-    ``mode="reverse"`` builds it row by row (one backward pass per output element, best
-    for few outputs); ``mode="forward"`` column by column (one tangent per input element
-    through a single recorded evaluation, best for few inputs). A real-to-complex
+    ``mode="reverse"`` pulls every row back in one batched backward pass (best for few
+    outputs); ``mode="forward"`` pushes every column through a single recorded
+    evaluation in one batched forward sweep (best for few inputs). Either way ``fun``
+    runs once: the unit vectors travel together through ``vmap``. A real-to-complex
     function needs ``mode="forward"`` until complex reverse mode is supported.
 
     >>> import numpy as np, glassgrad as gg
@@ -490,12 +491,10 @@ def _in_leaves(diff_args: tuple) -> tuple[list, list]:
     return [leaves for leaves, _ in flat], [d for _, d in flat]
 
 
-def _basis(x: Any) -> Iterator[Any]:
-    """The unit vectors of ``x``'s space, one at a time, with its float dtype and library."""
-    shape, dtype = shape_of(x), _derivative_dtype(x)
-    xp, n = backend.namespace_of(raw(x)), math.prod(shape)
-    for k in range(n):
-        yield xp.eye(1, n, k=k, dtype=dtype).reshape(shape)
+def _basis(x: Any) -> Any:
+    """All unit vectors of ``x``'s space, stacked along a new first axis, with its float
+    dtype and array library: pushed through a transform at once by ``vmap``."""
+    return backend.basis(shape_of(x), _derivative_dtype(x), like=raw(x))
 
 
 def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
@@ -511,44 +510,50 @@ def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
     zeros = [_zeros(o) for o in out_leaves]
     blocks = []
     for j, o in enumerate(out_leaves):
-        rows = []
-        for e in _basis(o):
-            cotangent = zeros[:j] + [e] + zeros[j + 1:]
-            grads = pullback(tree_unflatten(out_def, cotangent))
-            rows.append([tree_flatten(g)[0] for g in grads])
-        blocks.append(_row_blocks(o, in_leaves, lambda a, m, rows=rows: [r[a][m] for r in rows],
-                                  0))
+        def pull_row(e: Any, j: int = j) -> list:
+            grads = pullback(tree_unflatten(out_def, zeros[:j] + [e] + zeros[j + 1:]))
+            return [tree_flatten(g)[0] for g in grads]
+
+        # One backward pass for all the rows: the cotangents are a batch of unit vectors.
+        rows = _batched(pull_row, _basis(o), in_leaves, 0)
+        blocks.append([[_block(rows[a][m], o, x) for m, x in enumerate(leaves)]
+                       for a, leaves in enumerate(in_leaves)])
     return out_def, in_defs, blocks, (aux[0] if has_aux else None)
 
 
 def _jacobian_forward(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
     lin = _Linearized(fun, diff_args, has_aux, "jacobian")
     in_leaves, in_defs = _in_leaves(diff_args)
-    # columns[a][m] is the list of output tangents for each element of input leaf (a, m)
-    columns = [[[lin.push({id(b): e}) for e in _basis(b._raw())] for b in boxes]
+    # columns[a][m][j]: the tangents of output leaf j for every unit vector of input leaf
+    # (a, m), pushed through the recorded evaluation in one batched forward sweep.
+    columns = [[_batched(lambda e, b=b: lin.push({id(b): e}), _basis(b._raw()),
+                         lin.values, -1) for b in boxes]
                for boxes, _, _ in lin.boxed]
-    blocks = [_row_blocks(o, in_leaves, lambda a, m, j=j: [c[j] for c in columns[a][m]], -1)
+    blocks = [[[_block(columns[a][m][j], o, x) for m, x in enumerate(leaves)]
+               for a, leaves in enumerate(in_leaves)]
               for j, o in enumerate(lin.values)]
     return lin.out_def, in_defs, blocks, lin.aux
 
 
-def _row_blocks(out: Any, in_leaves: list, items: Callable, axis: int) -> list:
-    """The Jacobian blocks of one output leaf, shaped ``out.shape + in.shape``: rows
-    (reverse mode, ``axis=0``) or columns (forward mode, ``axis=-1``) stacked."""
-    return [[_ops.reshape(_stack(items(a, m), out if axis else x, axis),
-                          shape_of(out) + shape_of(x))
-             for m, x in enumerate(leaves)]
-            for a, leaves in enumerate(in_leaves)]
+def _batched(fun: Callable, basis: Any, likes: list, axis: int) -> list:
+    """``vmap(fun)(basis)`` with the batch along ``axis``; for an empty basis, zeros shaped
+    like each leaf of ``likes`` (the structure of ``fun``'s result) with an empty batch
+    axis."""
+    if shape_of(basis)[0] == 0:
+        def empty(x: Any) -> Any:
+            shape = (0, *shape_of(x)) if axis == 0 else (*shape_of(x), 0)
+            return backend.zeros(shape, _derivative_dtype(x), like=raw(x))
+
+        return tree_map(empty, likes)
+    return vmap(fun, out_axes=axis)(basis)
 
 
-def _stack(items: list, like: Any, axis: int = 0) -> Any:
-    """Derivatives shaped like ``like`` stacked along a new ``axis``."""
-    if not items:
-        return backend.zeros((0,) + tuple(shape_of(like)), _derivative_dtype(like),
-                             like=raw(like))
-    if any(isinstance(i, Traced) for i in items):
-        return _ops.stack(items, axis=axis)
-    return np.stack(items, axis=axis)
+def _block(stacked: Any, out: Any, x: Any) -> Any:
+    """A Jacobian block, shaped ``out.shape + in.shape``, as an array of its own."""
+    block = _ops.reshape(stacked, shape_of(out) + shape_of(x))
+    if backend.is_numpy_array(block) and not block.flags.writeable:
+        block = block.copy()
+    return block
 
 
 def hessian(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
