@@ -54,6 +54,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from . import _backend as backend
+
 __all__ = ["DEFAULT_MAX_BYTES", "FORMAT", "VERSION", "load", "save"]
 
 FORMAT = "glassgrad-state"
@@ -195,12 +197,12 @@ def _check_key(key: Any) -> str:
 
 def _to_array(key: str, value: Any) -> np.ndarray:
     # ndarrays (and NumPy scalars) have a .data memoryview; only unwrap other objects.
-    if not isinstance(value, np.ndarray | np.generic):
+    if not backend.is_array(value):
         value = getattr(value, "data", value)
-    array = np.asarray(value)
+    array = np.asarray(value)  # also a plain ndarray for a tensor's watched .data
     if array.dtype.hasobject:
         raise ValueError(f"state key {key!r} holds an object array, which cannot be saved")
-    return np.asarray(array.view(np.ndarray) if isinstance(array, np.ndarray) else array)
+    return array
 
 
 def _host_tag() -> str:

@@ -24,6 +24,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import _backend as backend
 from .. import _rules as R
 from .._primitive import PRIMITIVES, Examples
 from .._rules import defprimitive
@@ -45,7 +46,7 @@ def _channels_last_padded(x: np.ndarray, padding: Ints) -> np.ndarray:
         return moved
     shape = (x.shape[0], *(n + 2 * p for n, p in zip(x.shape[2:], padding, strict=True)),
              x.shape[1])
-    out = np.zeros(shape, dtype=x.dtype)
+    out = np.zeros_like(x, shape=shape)  # *_like: a CuPy or Dask input stays one
     inner = tuple(slice(p, p + n) for p, n in zip(padding, x.shape[2:], strict=True))
     out[(slice(None), *inner)] = moved
     return out
@@ -57,7 +58,7 @@ def _unfold_impl(x, *, kernel: Ints, stride: Ints, padding: Ints):
     n, c = x.shape[0], x.shape[1]
     out_shape = tuple(out_size(s, k, st, p) for s, k, st, p
                       in zip(x.shape[2:], kernel, stride, padding, strict=True))
-    if c >= 8:
+    if c >= 8 and backend.is_numpy_array(xp):
         # whole windows at once from a strided view: fast when channels make long runs
         windows = sliding_window_view(xp, kernel, axis=tuple(range(1, d + 1)))
         windows = windows[(slice(None), *(slice(None, None, s) for s in stride))]
@@ -65,7 +66,7 @@ def _unfold_impl(x, *, kernel: Ints, stride: Ints, padding: Ints):
         cols = np.ascontiguousarray(windows.transpose(axes))
     else:
         # few channels: one strided copy per kernel offset beats an element-wise gather
-        cols = np.empty((n, *out_shape, *kernel, c), dtype=x.dtype)
+        cols = np.empty_like(x, shape=(n, *out_shape, *kernel, c))
         for offset in np.ndindex(*kernel):
             cols[(slice(None),) * (d + 1) + offset] = xp[(slice(None), *_window(offset, stride,
                                                                                  out_shape))]
@@ -85,7 +86,7 @@ def _fold_impl(g, *, shape: Ints, kernel: Ints, stride: Ints, padding: Ints):
                       in zip(spatial, kernel, stride, padding, strict=True))
     g = g.reshape(n, *out_shape, *kernel, c)
     padded = (n, *(s + 2 * p for s, p in zip(spatial, padding, strict=True)), c)
-    out = np.zeros(padded, dtype=g.dtype)
+    out = np.zeros_like(g, shape=padded)
     for offset in np.ndindex(*kernel):
         out[(slice(None), *_window(offset, stride, out_shape))] += g[
             (slice(None),) * (d + 1) + offset]

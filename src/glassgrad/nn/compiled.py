@@ -11,8 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
+from .. import _backend as backend
 from .._jit import jit
 from .._transforms import value_and_grad
 from ..optim import Optimizer
@@ -52,7 +51,7 @@ class TrainStep:
     def loss_and_grads(self, x: Any, y: Any) -> tuple[float, list]:
         """The batch loss and the gradient of every parameter, without updating."""
         values = [p.data for p in self._params]
-        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+        if not (backend.is_numpy_array(x) and backend.is_numpy_array(y)):
             value, grads = self._program(values, x, y)
             return float(value), grads
         # The parameters keep their shapes and dtypes, so the batch alone picks the
