@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend as backend
-from ._jit_printer import Compiled, compile_program
+from ._jit_printer import BACKENDS, Compiled, compile_program
 from ._jit_trace import ConcretizationError, JitTracer, OuterTracer, Program
 from ._mode import recording
 from ._primitive import Traced, new_level
@@ -33,6 +33,8 @@ __all__ = ["CACHE_SIZE", "ConcretizationError", "jit"]
 CACHE_SIZE = 256  # programs kept per jitted function
 
 # --- the transform -------------------------------------------------------------------------
+
+_is_numpy_array = backend.is_numpy_array  # `jit` has a parameter named backend
 
 _TRACED = object()  # marks a call that jit cannot compile (an outer transform is active)
 
@@ -58,12 +60,16 @@ def _describe(leaf: Any) -> Any:
     return None  # static: the value itself goes into the signature
 
 
-def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
+def jit(fun: Callable, static_argnums: int | Sequence[int] = (),
+        backend: str = "numpy") -> Callable:
     """Trace ``fun`` once per input signature into a flat NumPy program, then run that.
 
     The signature is the container structure, the shapes and dtypes of arrays, and the
     values of static arguments (``static_argnums``) and of non-numeric leaves. Python
     control flow on array values is refused while tracing, naming the line.
+
+    ``backend="numba"`` (the optional extra ``fast``) runs each run of elementwise lines
+    as one compiled loop; ``jitted.kernels(*args)`` shows them (docs/jit.md).
 
     >>> import numpy as np, glassgrad as gg
     >>> step = gg.jit(gg.value_and_grad(lambda x: np.sum(np.tanh(x) ** 2)))
@@ -72,6 +78,15 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
         v2 = np.tanh(a1)
     """
     static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    kind = backend
+    if kind not in BACKENDS:
+        raise ValueError(f"jit: unknown backend {kind!r}; choose one of {BACKENDS}")
+    if kind == "numba":
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            raise ImportError("gg.jit(..., backend='numba') needs numba: pip install "
+                              "'glassgrad[fast]' (or pip install numba)") from None
     cache: OrderedDict[Any, Compiled] = OrderedDict()
 
     def compiled_for(args: tuple, kwargs: dict) -> tuple[Compiled | None, list]:
@@ -81,7 +96,7 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
         compiled = cache.get(key)
         if compiled is None:
             try:
-                compiled = _trace_call(fun, args, kwargs, static)
+                compiled = _trace_call(fun, args, kwargs, static, kind)
             except OuterTracer:  # closes over a value an outer transform differentiates
                 return None, values
             cache[key] = compiled
@@ -98,7 +113,7 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
             return fun(*args, **kwargs)
         outs = compiled.run(*values)
         if compiled.any_scalar:
-            outs = [o[()] if scalar and backend.is_numpy_array(o) else o
+            outs = [o[()] if scalar and _is_numpy_array(o) else o
                     for o, scalar in zip(outs, compiled.scalar_outputs, strict=True)]
         return unflatten(compiled.out_def, outs)
 
@@ -118,7 +133,13 @@ def jit(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
             raise TypeError("these arguments are traced by an outer transform")
         return compiled
 
+    def kernels(*args: Any, **kwargs: Any) -> str:
+        """backend="numba": the program that runs (a call per fused run) and the source
+        of each fused loop; empty when nothing was fused."""
+        return lower(*args, **kwargs).kernels
+
     jitted.source = source  # type: ignore[attr-defined]
+    jitted.kernels = kernels  # type: ignore[attr-defined]
     jitted.lower = lower  # type: ignore[attr-defined]
     jitted.cache_size = lambda: len(cache)  # type: ignore[attr-defined]
     return jitted
@@ -173,14 +194,15 @@ def _walk(x: Any, parts: list, values: list) -> bool:
     return True
 
 
-def _trace_call(fun: Callable, args: tuple, kwargs: dict, static: tuple[int, ...]) -> Compiled:
+def _trace_call(fun: Callable, args: tuple, kwargs: dict, static: tuple[int, ...],
+                backend: str = "numpy") -> Compiled:
     n = len(args)
     marked = [_Static(a) if (i in static or i - n in static) else a for i, a in enumerate(args)]
     leaves, treedef = flatten((tuple(marked), kwargs))
     dynamic = [i for i, leaf in enumerate(leaves)
                if not isinstance(leaf, _Static) and _describe(leaf) is not None]
     leaves = [leaf.value if isinstance(leaf, _Static) else leaf for leaf in leaves]
-    return _trace(fun, leaves, treedef, dynamic, getattr(fun, "__name__", "fun"))
+    return _trace(fun, leaves, treedef, dynamic, getattr(fun, "__name__", "fun"), backend)
 
 
 @dataclass(frozen=True)
@@ -195,7 +217,7 @@ def _input_value(leaf: Any) -> Any:
 
 
 def _trace(fun: Callable, leaves: list, treedef: tuple, dynamic: list[int],
-           name: str) -> Compiled:
+           name: str, backend: str = "numpy") -> Compiled:
     program = Program(level=new_level())
     traced = list(leaves)
     for i in dynamic:
@@ -209,6 +231,6 @@ def _trace(fun: Callable, leaves: list, treedef: tuple, dynamic: list[int],
             raise OuterTracer()  # a value of an enclosing transform, through a closure
     safe_name = "".join(c if c.isalnum() else "_" for c in name) or "fun"
     try:
-        return compile_program(program, out_leaves, out_def, f"jit_{safe_name}")
+        return compile_program(program, out_leaves, out_def, f"jit_{safe_name}", backend)
     finally:
         program.release()

@@ -94,6 +94,7 @@ class Compiled:
     run: Callable
     out_def: Any
     scalar_outputs: list[bool]
+    kernels: str = ""  # backend="numba": the program that runs and its fused loops
 
     @property
     def any_scalar(self) -> bool:
@@ -102,36 +103,56 @@ class Compiled:
 
 _DEL_BYTES = 1 << 16  # below this, a `del` line costs more reading than it saves memory
 
+BACKENDS = ("numpy", "numba")
+
 
 def compile_program(program: Program, out_leaves: list[Any], out_def: Any,
-                    name: str) -> Compiled:
+                    name: str, backend: str = "numpy") -> Compiled:
     renderer = Renderer()
     equations, rename = share_common_subexpressions(program.equations, renderer)
     out_vars = {rename.get(o.var, o.var) for o in out_leaves if isinstance(o, JitTracer)}
     equations = remove_dead_code(equations, out_vars, rename)
     fresh = [is_fresh(eq) for eq in equations]
     reuse = reusable_buffers(equations, fresh, out_vars, program.values, rename)
-    lines = [f"def {name}({', '.join(program.inputs)}):"]
+    head = [f"def {name}({', '.join(program.inputs)}):"]
     for tracer, tensor in program.captured.values():
         # Read at every call, so in-place updates of eager tensors are seen.
-        lines.append(f"    {tracer.var} = {renderer.constant(tensor, 'tensor')}._value")
+        head.append(f"    {tracer.var} = {renderer.constant(tensor, 'tensor')}._value")
     small = {v for v, value in program.values.items()
              if getattr(value, "nbytes", 0) < _DEL_BYTES}
     dead = dead_after(equations, rename, out_vars | set(program.inputs) | small)
-    for i, eq in enumerate(equations):
+
+    def render_line(i: int) -> str:
         out = rename.get(reuse[i], reuse[i]) if i in reuse else None
-        lines.append(f"    {eq.out} = {renderer.call(eq, rename, out)}")
+        return f"    {equations[i].out} = {renderer.call(equations[i], rename, out)}"
+
+    body = []
+    for i in range(len(equations)):
+        body.append(render_line(i))
         if dead.get(i):
             # Drop each large intermediate after its last use, as a hand-written pass
             # would let it go: peak memory is then what is live, not all ever made.
-            lines.append(f"    del {', '.join(dead[i])}")
+            body.append(f"    del {', '.join(dead[i])}")
     returns = [_render_output(o, renderer, rename) for o in out_leaves]
-    lines.append(f"    return ({', '.join(returns)}{',' if len(returns) == 1 else ''})")
-    source = "\n".join(lines) + "\n"
-    run = _function_from_source(source, name, dict(renderer.namespace))
+    tail = [f"    return ({', '.join(returns)}{',' if len(returns) == 1 else ''})"]
+    source = "\n".join(head + body + tail) + "\n"
     scalar = [isinstance(o.value if isinstance(o, JitTracer) else o, np.generic | float)
               for o in out_leaves]
-    return Compiled(source, run, out_def, scalar)
+    kernels = ""
+    if backend == "numba":
+        from . import _jit_numba
+
+        fused, compiled = _jit_numba.fuse(equations, rename, program.values, out_vars,
+                                          renderer)
+        if fused:
+            namespace = renderer.namespace
+            body = _jit_numba.program_lines(equations, fused, render_line, dead, namespace)
+            runner = "\n".join(head + body + tail) + "\n"
+            kernels = _jit_numba.describe(runner, compiled)
+            run = _function_from_source(runner, name, dict(namespace))
+            return Compiled(source, run, out_def, scalar, kernels)
+    run = _function_from_source(source, name, dict(renderer.namespace))
+    return Compiled(source, run, out_def, scalar, kernels)
 
 
 def _function_from_source(source: str, name: str, namespace: dict[str, Any]) -> Callable:

@@ -1,0 +1,406 @@
+"""``gg.jit(fun, backend="numba")``: runs of elementwise lines fused into compiled loops.
+
+The program is the NumPy program of ``_jit_printer`` (same passes, same lines); only each
+*run* of consecutive elementwise lines with one output shape becomes a single call of a
+numba-compiled loop that computes every line per element and writes only the values
+used after the run. Matmuls, reductions, reshapes and every other primitive stay the
+NumPy calls they were. Whether and how a primitive can be written inside a loop is
+decided from its row of the rule table (``scalar_form``).
+
+Each kernel is a small generated module, written once to the cache directory under a
+name that is the hash of its source, and compiled with numba's ``cache=True``: a second
+process (or a second program with the same run) loads the machine code from disk.
+Runs whose arrays are larger than ``MAX_FUSED_SIZE`` elements stay NumPy: there NumPy's
+vectorised ufuncs beat the scalar loop (measured by ``bench/numba_threshold.py``, see
+docs/jit.md).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import inspect
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._jit_trace import JitTracer, inputs_of
+from ._record import Equation
+
+# Above this many elements per array a fused run stays NumPy (bench/numba_threshold.py).
+MAX_FUSED_SIZE = 1 << 16
+MIN_RUN = 2  # a lone line gains nothing from a loop of its own
+
+_DTYPES = {"f8": "np.float64", "f4": "np.float32", "b1": "np.bool_"}
+
+# NumPy ufuncs that numba compiles on scalars (numba's documented ufunc support).
+NUMBA_UFUNCS = frozenset("""
+add subtract multiply divide true_divide floor_divide negative positive power float_power
+remainder mod fmod absolute fabs rint sign exp exp2 log log2 log10 expm1 log1p sqrt square
+cbrt reciprocal sin cos tan arcsin arccos arctan arctan2 hypot sinh cosh tanh arcsinh
+arccosh arctanh deg2rad rad2deg degrees radians floor ceil trunc logaddexp logaddexp2
+greater greater_equal less less_equal not_equal equal logical_and logical_or logical_xor
+logical_not maximum minimum fmax fmin isfinite isinf isnan signbit copysign
+""".split())
+
+
+def cache_dir() -> str:
+    """Where generated kernels and numba's compiled code live (``GLASSGRAD_CACHE_DIR`` or
+    the user cache directory)."""
+    root = os.environ.get("GLASSGRAD_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache")
+        root = os.path.join(base, "glassgrad")
+    return os.path.join(root, "numba")
+
+
+# --- which primitives a loop can compute -------------------------------------------------
+
+
+def _kind(value: Any) -> str | None:
+    """The dtype code of a value a loop can read or write (float64, float32, bool)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return None
+    code = f"{dtype.kind}{dtype.itemsize}"
+    return code if code in _DTYPES else None
+
+
+def _literal(x: Any, dtype: str | None) -> str | None:
+    """``x`` as a scalar literal of the line's dtype, or None when it is not a number."""
+    if isinstance(x, bool | np.bool_):
+        return repr(bool(x))
+    if isinstance(x, int | float | np.floating) and not isinstance(x, bool):
+        x = float(x) if isinstance(x, np.floating) or dtype else x
+        text = repr(x) if math.isfinite(x) else ("np.nan" if x != x
+                                                 else ("np.inf" if x > 0 else "-np.inf"))
+        return f"{_DTYPES[dtype]}({text})" if dtype in ("f4", "f8") else text
+    return None
+
+
+def _valid_scalar_code(code: str, names: set[str]) -> bool:
+    """``code`` calls only scalar NumPy ufuncs on ``names`` and literals."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if not (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+                    and f.value.id == "np" and f.attr in NUMBA_UFUNCS) or node.keywords:
+                return False
+        elif isinstance(node, ast.Attribute):
+            if not (isinstance(node.value, ast.Name) and node.value.id == "np"):
+                return False
+        elif isinstance(node, ast.Name) and node.id != "np" and node.id not in names:
+            return False
+        elif isinstance(node, ast.Subscript | ast.Lambda | ast.NamedExpr):
+            return False
+    return True
+
+
+def scalar_form(eq: Equation, args: list[str], dtype: str) -> tuple[str, str | None] | None:
+    """How the line ``eq`` is written inside a loop, given its arguments already written
+    as scalar expressions: ``(expression, helper)`` where ``helper`` names a row's Python
+    implementation that the kernel compiles with numba; None when it cannot be.
+
+    Decided from the row: a ufunc implementation of one or two inputs that numba knows
+    (``add``, ``exp``, ``greater``, ...), a ``source`` column made only of such ufuncs
+    (``sigmoid``), a float or boolean cast (``astype``, ``cast``), or an elementwise row
+    whose Python implementation numba compiles (``relu``), checked when the kernel is
+    compiled.
+    """
+    prim, params = eq.prim, eq.params
+    impl = prim.impl
+    if isinstance(impl, np.ufunc):
+        if (impl.nout == 1 and impl.nin in (1, 2) and impl.__name__ in NUMBA_UFUNCS
+                and not params and getattr(np, impl.__name__, None) is impl):
+            return f"np.{impl.__name__}({', '.join(args)})", None
+        return None
+    if prim.name in ("astype", "cast") and set(params) == {"dtype"}:
+        target = _kind(np.empty(0, params["dtype"]))
+        if target is None:
+            return None
+        return (f"({args[0]} != 0)" if target == "b1" else f"{_DTYPES[target]}({args[0]})"), None
+    if not prim.elementwise:
+        return None
+    rendered = {k: _literal(v, dtype) if not isinstance(v, str) else None
+                for k, v in params.items()}
+    if any(v is None and params[k] is not None for k, v in rendered.items()):
+        return None
+    rendered = {k: "None" if v is None else v for k, v in rendered.items()}
+    if prim.source is not None:
+        from ._primitive import SourceCall
+        try:
+            code = prim.source(SourceCall(list(args), rendered, [None] * len(args),
+                                          dict(params)))
+        except Exception:  # a source column that needs the values: not for a loop
+            return None
+        names = {a for a in args if a.isidentifier()}
+        return (code, None) if _valid_scalar_code(code, names) else None
+    try:
+        inspect.getsource(impl)
+    except (OSError, TypeError):
+        return None
+    helper = f"gg_{prim.name}"
+    call = ", ".join(list(args) + [f"{k}={v}" for k, v in rendered.items()])
+    return f"{helper}({call})", helper
+
+
+# --- grouping lines into runs -----------------------------------------------------------
+
+
+class _Line:
+    """One equation and what a loop needs to know about it."""
+
+    def __init__(self, eq: Equation, value: Any):
+        self.eq = eq
+        self.value = value
+
+
+def _arg_value(a: Any) -> Any:
+    return a.value if isinstance(a, JitTracer) else a
+
+
+def fusable(eq: Equation, value: Any) -> bool:
+    """The line computes an array of at most ``MAX_FUSED_SIZE`` elements, elementwise,
+    from numbers and arrays of the dtypes a loop handles."""
+    if type(value) is not np.ndarray or value.ndim == 0 or _kind(value) is None:
+        return False
+    if value.size > MAX_FUSED_SIZE or eq.params and any(
+            isinstance(v, JitTracer) for v in eq.params.values()):
+        return False
+    for a in eq.args:
+        v = _arg_value(a)
+        if isinstance(v, np.ndarray | np.generic):
+            if _kind(v) is None or v.ndim > value.ndim:
+                return False
+            if isinstance(a, JitTracer) or v.ndim:
+                continue
+        if _literal(v, None) is None and not isinstance(v, np.ndarray | np.generic):
+            return False
+    dummy = [f"x{i}" for i in range(len(eq.args))]
+    return scalar_form(eq, dummy, _kind(value)) is not None
+
+
+def find_runs(equations: list[Equation], values: dict[str, Any]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of at least ``MIN_RUN`` consecutive fusable lines
+    with one output shape."""
+    runs = []
+    start, shape = None, None
+    for i, eq in enumerate(equations + [None]):
+        value = values.get(eq.out) if eq is not None else None
+        ok = eq is not None and fusable(eq, value)
+        if ok and start is not None and value.shape == shape:
+            continue
+        if start is not None and i - start >= MIN_RUN:
+            runs.append((start, i))
+        start, shape = (i, value.shape) if ok else (None, None)
+    return runs
+
+
+# --- one kernel ---------------------------------------------------------------------------
+
+
+class Kernel:
+    """The generated loop of one run: its source, its arguments and results (program
+    variables or constants' names) and, once built, the compiled function."""
+
+    def __init__(self, source: str, name: str, arg_names: list[str], out_names: list[str],
+                 arg_values: list[Any], helpers: dict[str, Callable]):
+        self.source = source
+        self.name = name
+        self.arg_names = arg_names
+        self.out_names = out_names
+        self.arg_values = arg_values
+        self.helpers = helpers
+        self.function: Callable | None = None
+
+
+def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str, str],
+                needed_after: set[str], renderer: Any) -> Kernel | None:
+    shape = values[lines[0].out].shape
+    idx = [f"i{k}" for k in range(len(shape))]
+    arg_names: list[str] = []
+    arg_values: list[Any] = []
+    loads: list[str] = []
+    hoisted: list[str] = []
+    local: dict[str, str] = {}  # program variable or constant name -> scalar expression
+    body: list[str] = []
+    helpers: dict[str, Callable] = {}
+
+    def read(a: Any, dtype: str | None) -> str | None:
+        if isinstance(a, JitTracer):
+            var = rename.get(a.var, a.var)
+            if var in local:
+                return local[var]
+            name, value = var, a.value
+        else:
+            lit = _literal(a, dtype) if not isinstance(a, np.ndarray | np.generic) else None
+            if lit is not None:
+                return lit
+            if isinstance(a, np.generic) or (isinstance(a, np.ndarray) and a.ndim == 0):
+                lit = _literal(a[()] if isinstance(a, np.ndarray) else a, _kind(a))
+                if lit is None:
+                    return None
+                return lit
+            if not isinstance(a, np.ndarray):
+                return None
+            name, value = renderer.constant(a), a
+        p = f"p{len(arg_names)}"
+        arg_names.append(name)
+        arg_values.append(value)
+        scalar = f"x{len(arg_names) - 1}"
+        if isinstance(value, np.generic):
+            hoisted.append(f"    {scalar} = {p}")
+        elif value.ndim == 0:
+            hoisted.append(f"    {scalar} = {p}[()]")
+        else:
+            off = len(shape) - value.ndim
+            index = [("0" if n == 1 and shape[off + j] != 1 else idx[off + j])
+                     for j, n in enumerate(value.shape)]
+            loads.append(f"{scalar} = {p}[{', '.join(index)}]")
+        local[name] = scalar
+        return scalar
+
+    for k, eq in enumerate(lines):
+        dtype = _kind(values[eq.out])
+        arrays = [_arg_value(a) for a in eq.args if isinstance(_arg_value(a), np.ndarray
+                                                                  | np.generic)]
+        work = np.result_type(*arrays) if arrays else None
+        work_code = _kind(np.empty(0, work)) if work is not None else None
+        lit_dtype = work_code if work_code in ("f4", "f8") else None
+        args = [read(a, lit_dtype) for a in eq.args]
+        if any(a is None for a in args):
+            return None
+        form = scalar_form(eq, args, lit_dtype or dtype)
+        if form is None:
+            return None
+        code, helper = form
+        if helper is not None:
+            helpers[helper] = eq.prim.impl
+        t = f"t{k}"
+        body.append(f"{t} = {_DTYPES[dtype]}({code})" if dtype != "b1" else f"{t} = {code}")
+        local[eq.out] = t
+    outs = [eq.out for eq in lines if eq.out in needed_after]
+    loop_indent = "    " * (len(shape) + 1)
+    src = ["def kernel(" + ", ".join(f"p{i}" for i in range(len(arg_names))) + "):"]
+    for j, eq in enumerate(e for e in lines if e.out in needed_after):
+        src.append(f"    o{j} = np.empty({tuple(shape)!r}, {_DTYPES[_kind(values[eq.out])]})")
+    src += hoisted
+    for d, n in enumerate(shape):
+        src.append("    " * (d + 1) + f"for {idx[d]} in range({n}):")
+    src += [loop_indent + line for line in loads + body]
+    for j, var in enumerate(outs):
+        src.append(f"{loop_indent}o{j}[{', '.join(idx)}] = {local[var]}")
+    src.append("    return (" + "".join(f"o{j}, " for j in range(len(outs))) + ")")
+    header = ["import numpy as np", "import numba", ""]
+    for helper, impl in sorted(helpers.items()):
+        # The implementation's source is part of the file (so of its hash): a changed row
+        # never reuses a stale compiled kernel.
+        text = "\n".join("# " + line for line in inspect.getsource(impl).splitlines())
+        header += [text, f"{helper} = numba.njit(_HELPERS[{helper!r}])", ""]
+    header.append("@numba.njit(cache=True, nogil=True, error_model='numpy')")
+    source = "\n".join(header + src) + "\n"
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    return Kernel(source, f"gg_kernel_{digest}", arg_names, outs, arg_values, helpers)
+
+
+def build(kernel: Kernel) -> bool:
+    """Write the kernel's module (once), import it, and compile it for the traced
+    argument types (from numba's disk cache when it has them). False if numba cannot."""
+    import numba
+
+    directory = cache_dir()
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, kernel.name + ".py")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(kernel.source)
+        os.replace(tmp, path)  # atomic: a concurrent writer writes the same bytes
+    module = sys.modules.get(kernel.name)
+    try:
+        if module is None:
+            spec = importlib.util.spec_from_file_location(kernel.name, path)
+            module = importlib.util.module_from_spec(spec)
+            module._HELPERS = kernel.helpers
+            spec.loader.exec_module(module)
+            sys.modules[kernel.name] = module
+        function = module.kernel
+        function.compile(tuple(numba.typeof(v) for v in kernel.arg_values))
+    except Exception:  # numba cannot compile a helper or a type: this run stays NumPy
+        sys.modules.pop(kernel.name, None)
+        return False
+    kernel.function = function
+    return True
+
+
+# --- the program --------------------------------------------------------------------------
+
+
+def fuse(equations: list[Equation], rename: dict[str, str], values: dict[str, Any],
+         keep: set[str], renderer: Any) -> tuple[dict[int, tuple[int, Kernel]], list[Kernel]]:
+    """The kernels of a program: ``{start: (stop, kernel)}`` for each run compiled.
+
+    ``keep`` holds the variables needed after the program (its outputs).
+    """
+    used_at: dict[str, list[int]] = {}
+    for i, eq in enumerate(equations):
+        for v in inputs_of(eq):
+            used_at.setdefault(rename.get(v, v), []).append(i)
+    fused: dict[int, tuple[int, Kernel]] = {}
+    kernels = []
+    for start, stop in find_runs(equations, values):
+        lines = equations[start:stop]
+        needed = {eq.out for eq in lines
+                  if eq.out in keep or any(i >= stop for i in used_at.get(eq.out, ()))}
+        kernel = make_kernel(lines, values, rename, needed, renderer)
+        if kernel is None or not kernel.out_names or not build(kernel):
+            continue
+        fused[start] = (stop, kernel)
+        kernels.append(kernel)
+    return fused, kernels
+
+
+def program_lines(equations: list[Equation], fused: dict[int, tuple[int, Kernel]],
+                  render_line: Callable[[int], str], dead: dict[int, list[str]],
+                  namespace: dict[str, Any]) -> list[str]:
+    """The body of the program that runs: each fused run as one kernel call, the other
+    lines as in the NumPy program (``render_line(i)``), and the NumPy program's ``del`` of
+    large intermediates after their last use (``dead``)."""
+    lines = []
+    i = 0
+    while i < len(equations):
+        if i not in fused:
+            lines.append(render_line(i))
+            ended = dead.get(i, [])
+            i += 1
+        else:
+            stop, kernel = fused[i]
+            name = f"nk{len([n for n in namespace if n.startswith('nk')])}"
+            namespace[name] = kernel.function
+            outs = ", ".join(kernel.out_names) + ","
+            lines.append(f"    {outs} = {name}({', '.join(kernel.arg_names)})")
+            inside = {eq.out for eq in equations[i:stop]} - set(kernel.out_names)
+            ended = [v for j in range(i, stop) for v in dead.get(j, []) if v not in inside]
+            i = stop
+        if ended:
+            lines.append(f"    del {', '.join(ended)}")
+    return lines
+
+
+def describe(runner: str, kernels: list[Kernel]) -> str:
+    """The program that runs (one call per fused run) followed by each kernel's source."""
+    parts = ["# backend='numba': the program that runs; each nkN is one fused loop", runner]
+    for n, kernel in enumerate(kernels):
+        path = os.path.join(cache_dir(), kernel.name + ".py")
+        parts.append(f"# nk{n}: {path}\n{kernel.source}")
+    return "\n".join(parts)
