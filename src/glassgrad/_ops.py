@@ -47,7 +47,7 @@ def dispatch_table() -> dict[Callable[..., Any], Primitive | Callable[..., Any]]
     through ``gg.extend``) is reachable from NumPy at once.
     """
     global _table_cache
-    key = (_primitive.registry_version(), len(PRIMITIVES))
+    key = _primitive.registry_version()
     if _table_cache[0] != key:
         table: dict = {}
         for prim in PRIMITIVES.values():
@@ -487,3 +487,8 @@ def stop_gradient(x: Any) -> Any:
     3.0
     """
     return R.stop_gradient(x)
+
+
+# --- more of NumPy: rows and composites by area (each module registers on import) ----------
+
+from . import _rules_more  # noqa: E402,F401  (imported last: it uses the names above)

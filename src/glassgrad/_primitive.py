@@ -140,17 +140,51 @@ def _first_traced(x: Any) -> Traced | None:
     return None
 
 
+class _Registry(dict):
+    """The rule table: a dict that counts its changes, so that everything derived from
+    the rows (NumPy's dispatch table) knows when to rebuild, however it was changed."""
+
+    version = 0
+
+    def _changed(self) -> None:
+        _Registry.version += 1
+
+    def __setitem__(self, key: str, value: Primitive) -> None:
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed()
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self._changed()
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self._changed()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._changed()
+        return super().setdefault(key, default)
+
+
 # The rule table: every primitive registered here is walked by the derivative tests.
-PRIMITIVES: dict[str, Primitive] = {}
-
-
-_registrations = itertools.count(1)
-_registry_version = 0
+PRIMITIVES: dict[str, Primitive] = _Registry()
 
 
 def registry_version() -> int:
-    """Grows with every registration, so tables derived from the rows know to rebuild."""
-    return _registry_version
+    """Grows with every change of the table, so tables derived from the rows rebuild."""
+    return _Registry.version
 
 
 def register(prim: Primitive) -> Primitive:
@@ -158,7 +192,5 @@ def register(prim: Primitive) -> Primitive:
         raise ValueError(f"a primitive named {prim.name!r} is already registered; pick "
                          "another name, or remove the old one first with "
                          f"gg.extend.primitives.pop({prim.name!r})")
-    global _registry_version
     PRIMITIVES[prim.name] = prim
-    _registry_version = next(_registrations)
     return prim
