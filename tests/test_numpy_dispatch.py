@@ -62,12 +62,12 @@ def test_ndarray_on_the_left_gives_a_tensor():
 
 def test_unsupported_function_raises_type_error_naming_it():
     x = gg.tensor(V, requires_grad=True)
-    with pytest.raises(TypeError, match="np.sinh"):
-        np.sinh(x)
-    with pytest.raises(TypeError, match="np.cumprod"):
-        np.cumprod(x)
-    with pytest.raises(TypeError, match="np.linalg.inv"):
-        np.linalg.inv(gg.tensor(np.eye(2), requires_grad=True))
+    with pytest.raises(TypeError, match="np.spacing"):
+        np.spacing(x)
+    with pytest.raises(TypeError, match="np.convolve"):
+        np.convolve(x, x)
+    with pytest.raises(TypeError, match="np.linalg.eig"):
+        np.linalg.eig(gg.tensor(np.eye(2), requires_grad=True))
 
 
 def test_out_argument_is_refused():

@@ -197,10 +197,10 @@ def test_concretizing_a_traced_value_raises_with_advice():
 
 
 def test_unsupported_numpy_function_names_itself():
-    with pytest.raises(TypeError, match="np.sinh"):
-        gg.grad(lambda x: np.sinh(x))(1.0)
-    with pytest.raises(TypeError, match="np.cumsum"):
-        gg.grad(lambda x: np.sum(np.cumsum(x)))(np.ones(3))
+    with pytest.raises(TypeError, match="np.spacing"):
+        gg.grad(lambda x: np.spacing(x))(1.0)
+    with pytest.raises(TypeError, match="np.convolve"):
+        gg.grad(lambda x: np.sum(np.convolve(x, x)))(np.ones(3))
     with pytest.raises(TypeError, match="np.add.accumulate"):
         gg.grad(lambda x: np.sum(np.add.accumulate(x)))(np.ones(3))
 

@@ -261,8 +261,8 @@ def test_comparisons_and_masks_reach_every_interpreter():
 
 
 def test_an_unsupported_numpy_function_is_named():
-    with pytest.raises(TypeError, match="np.fft.fft"):
-        gg.grad(lambda x: np.sum(np.fft.fft(x).real))(np.ones(4))
+    with pytest.raises(TypeError, match="np.fft.hfft"):
+        gg.grad(lambda x: np.sum(np.fft.hfft(x)))(np.ones(4))
 
 
 def test_a_primitive_without_a_vjp_rule_names_itself():
