@@ -254,8 +254,8 @@ def _remove_stale_temps(directory: str) -> None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+    if pid == os.getpid() or os.name != "posix":
+        return True  # on Windows os.kill(pid, 0) would terminate the process: never ask
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
