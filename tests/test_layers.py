@@ -9,6 +9,7 @@ is installed, against PyTorch with the same weights.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -480,3 +481,24 @@ def test_embedding_layernorm_gelu_train_the_same_eagerly_and_compiled():
     for (name, a), (_, b) in zip(nets[0].named_parameters(), nets[1].named_parameters(),
                                  strict=True):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+
+
+def test_vmap_of_a_convolution_network_matches_a_loop():
+    if not hasattr(gg, "vmap"):
+        pytest.skip("this glassgrad has no vmap")
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(12, 1, rng=2))
+    params = {name: p.data.copy() for name, p in net.named_parameters()}
+
+    def loss(params, x):  # one example, (C, H, W)
+        return nn.functional_call(net, params, x[None]).sum() ** 2
+
+    xs = RNG.normal(size=(5, 2, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no primitive may fall back to a loop
+        per_example = gg.vmap(gg.grad(loss), in_axes=(None, 0))(params, xs)
+    for i, x in enumerate(xs):
+        one = gg.grad(loss)(params, x)
+        for name in params:
+            np.testing.assert_allclose(per_example[name][i], one[name], rtol=1e-10,
+                                       atol=1e-12, err_msg=name)

@@ -20,6 +20,7 @@ GELU needs; NumPy has no ``erf``, so it is computed here (SciPy's when installed
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -111,17 +112,42 @@ def _fold_test(rng):
              {"shape": (2, 9, 2, 2), "kernel": (2, 2), "stride": (1, 1), "padding": (0, 0)})]
 
 
+def _to_front(x: Any, dim: int) -> Any:
+    nd = R.ndim_of(x)
+    dim %= nd
+    if dim == 0:
+        return x
+    return R.transpose(x, axes=(dim, *(i for i in range(nd) if i != dim)))
+
+
+def _unfold_batch(args, dims, *, kernel, stride, padding):
+    # vmap: the examples of the batch become more images of one larger batch
+    x = _to_front(args[0], dims[0])
+    b, n, *rest = R.shape_of(x)
+    rows = unfold(R.reshape(x, shape=(b * n, *rest)), kernel=kernel, stride=stride,
+                  padding=padding)
+    return R.reshape(rows, shape=(b, -1, R.shape_of(rows)[-1])), 0
+
+
+def _fold_batch(args, dims, *, shape, kernel, stride, padding):
+    g = _to_front(args[0], dims[0])
+    b = R.shape_of(g)[0]
+    images = fold(R.reshape(g, shape=(-1, R.shape_of(g)[-1])), shape=(b * shape[0], *shape[1:]),
+                  kernel=kernel, stride=stride, padding=padding)
+    return R.reshape(images, shape=(b, *shape)), 0
+
+
 unfold = defprimitive(
     "unfold", _unfold_impl,
     vjp=[lambda g, ans, x, *, kernel, stride, padding:
          fold(g, shape=R.shape_of(x), kernel=kernel, stride=stride, padding=padding)],
-    linear=True, test=Examples(_unfold_test),
+    linear=True, test=Examples(_unfold_test), batch=_unfold_batch,
 )
 fold = defprimitive(
     "fold", _fold_impl,
     vjp=[lambda g, ans, cols, *, shape, kernel, stride, padding:
          unfold(g, kernel=kernel, stride=stride, padding=padding)],
-    linear=True, test=Examples(_fold_test),
+    linear=True, test=Examples(_fold_test), batch=_fold_batch,
 )
 
 
