@@ -2,7 +2,7 @@
 
 The table test walks ``PRIMITIVES`` as tests/test_rules.py does: each primitive's examples
 are drawn for several seeds (same shapes and parameters, other values), stacked into a
-batch along axis 0, along the last axis, or for one argument only, and ``vmap`` of the
+batch along axis 0, along the last axis, or for the first or last argument only, and ``vmap`` of the
 primitive must equal the stacked results of calling it once per example. The rest checks
 composition with the other transforms, ``in_axes``/``out_axes`` containers, the errors,
 the loop fallback and the vectorised ``jacobian``/``hessian``.
@@ -80,7 +80,7 @@ def cases():
         if name == "nonzero" or (prim.test is None and _nondiff_examples(prim) is None):
             continue
         for k in range(len(examples(prim, 0))):
-            for layout in ("front", "last", "first-only"):
+            for layout in ("front", "last", "first-only", "last-only"):
                 yield pytest.param(prim, k, layout, id=f"{name}-{k}-{layout}")
 
 
@@ -95,6 +95,8 @@ def test_vmap_of_each_primitive_matches_a_loop(prim, k, layout):
     batched = [i for i, a in enumerate(args0) if _batchable(a)]
     if layout == "first-only":
         batched = batched[:1]
+    elif layout == "last-only":
+        batched = batched[-1:]
     if not batched:
         pytest.skip("no float argument to batch")
     axis = -1 if layout == "last" else 0
@@ -236,7 +238,7 @@ def test_jvp_vjp_and_hessian_through_vmap_both_ways():
     b_out, b_tan = gg.vmap(lambda x, t: gg.jvp(f, (x,), (t,)))(xs, ts)
     np.testing.assert_allclose(out, b_out)
     np.testing.assert_allclose(tan, b_tan)
-    np.testing.assert_allclose(tan, [np.dot(gg.grad(f)(x), t) for x, t in zip(xs, ts)])
+    np.testing.assert_allclose(tan, [np.dot(gg.grad(f)(x), t) for x, t in zip(xs, ts, strict=True)])
     _, pull = gg.vjp(gg.vmap(f), xs)
     np.testing.assert_allclose(pull(np.ones(3))[0], gg.vmap(gg.grad(f))(xs))
     hess = gg.vmap(gg.hessian(f))(xs)
@@ -369,13 +371,14 @@ def test_value_dependent_shapes_are_refused():
 ])
 def test_jacobian_and_hessian_run_the_function_a_constant_number_of_times(make):
     counts = {}
+    calls = [0]
+
+    def f(x):
+        calls[0] += 1
+        return np.tanh(x) * np.sum(x)
+
     for n in (3, 30):
-        calls = [0]
-
-        def f(x):
-            calls[0] += 1
-            return np.tanh(x) * np.sum(x)
-
+        calls[0] = 0
         make(f)(np.linspace(-1, 1, n))
         counts[n] = calls[0]
     assert counts[3] == counts[30] == 1

@@ -176,6 +176,16 @@ def matmul(args, dims):
     if dx is None and ndim_of(x) == 2 and ndim_of(y) - 1 == 1:
         # One matrix times a batch of vectors: (B, k) @ x^T.
         return R.matmul(moveaxis(y, dy, 0), R.transpose(x, axes=(1, 0))), 0
+    if dx is None and ndim_of(x) == 2 and ndim_of(y) - 1 == 2:
+        # One matrix times a batch of matrices, as one product instead of B:
+        # (x @ y_b)^T = y_b^T @ x^T, with the batch and m axes merged into rows (no copy
+        # of a batch-first y when m is 1, as for a batch of column vectors).
+        y = moveaxis(y, dy, 0)
+        size, k, m = shape_of(y)
+        rows = R.reshape(R.transpose(y, axes=(0, 2, 1)), shape=(size * m, k))
+        out = R.matmul(rows, R.transpose(x, axes=(1, 0)))
+        out = R.reshape(out, shape=(size, m, shape_of(x)[0]))
+        return R.transpose(out, axes=(0, 2, 1)), 0
     # General case: vectors promoted to matrices, batch axes first, ranks aligned.
     x_vec = ndim_of(x) - (dx is not None) == 1
     y_vec = ndim_of(y) - (dy is not None) == 1
