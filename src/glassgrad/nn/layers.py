@@ -286,8 +286,9 @@ class Dropout(Module):
             return x
         if isinstance(R.raw(x), Traced):
             raise TypeError("Dropout in training mode inside gg.jit (TrainStep, fit(jit=True)) "
-                            "would replay one random mask at every step; train it eagerly, "
-                            "or call .eval() on the model to compile it without dropout")
+                            "or gg.vmap would replay one random mask at every step or share it "
+                            "across examples; train it eagerly, or call .eval() on the model "
+                            "to compile it without dropout")
         dtype = R.dtype_of(x)
         keep = self._rng.random(R.shape_of(x)) >= self.p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)

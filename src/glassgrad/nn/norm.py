@@ -76,8 +76,8 @@ class _BatchNorm(Module):
         mean, var = R.raw(mean), R.raw(var)
         if isinstance(mean, Traced):
             raise TypeError(f"{type(self).__name__} in training mode inside gg.jit (TrainStep, "
-                            "fit(jit=True)) cannot update its running statistics; train it "
-                            "eagerly, or call .eval() before compiling")
+                            "fit(jit=True)) or gg.vmap cannot update its running statistics; "
+                            "train it eagerly, or call .eval() before compiling")
         self.num_batches_tracked += 1
         momentum = (1.0 / float(self.num_batches_tracked) if self.momentum is None
                     else self.momentum)
