@@ -26,13 +26,68 @@ SCALAR_TYPES = (bool, int, float, complex)
 
 
 def namespace_of(x: Any) -> Any:
-    """The module whose functions make arrays like ``x`` (``numpy`` for plain values)."""
+    """The module whose functions make arrays like ``x`` (``numpy`` for plain values).
+
+    A traced value answers for the array behind it. An array type with
+    ``__array_namespace__`` (CuPy) gives its own; one that speaks only NumPy's dispatch
+    protocols (Dask) gets creation functions that go through them (``LikeNamespace``).
+    """
+    x = _innermost(x)
     if type(x) is np.ndarray or isinstance(x, np.generic | numbers.Number):
         return np
     get = getattr(type(x), "__array_namespace__", None)
-    if get is None:
-        return np
-    return get(x)
+    if get is not None:
+        return get(x)
+    if is_foreign_array(x):
+        return LikeNamespace(x)
+    return np
+
+
+def _innermost(x: Any) -> Any:
+    """The array behind every traced value around ``x`` (itself for arrays)."""
+    raw = getattr(x, "_raw", None)
+    while raw is not None:
+        inner = raw()
+        if inner is x:
+            break
+        x = inner
+        raw = getattr(x, "_raw", None)
+    return x
+
+
+class LikeNamespace:
+    """Array creation for a library known only through NumPy's dispatch protocols.
+
+    NumPy's ``like=`` argument (NEP 35) and its ``*_like`` functions hand each call to
+    the library of ``like`` (``dask.array.zeros``, ...), so the result is of its type.
+    An array of the same shape as ``like`` takes its layout (Dask: its chunks).
+    """
+
+    def __init__(self, like: Any):
+        self.like = like
+
+    def zeros(self, shape: Any, dtype: Any = None) -> Any:
+        return self.full(shape, 0, dtype)
+
+    def ones(self, shape: Any, dtype: Any = None) -> Any:
+        return self.full(shape, 1, dtype)
+
+    def full(self, shape: Any, value: Any, dtype: Any = None) -> Any:
+        shape = tuple(shape) if isinstance(shape, tuple | list) else (int(shape),)
+        if dtype is None:
+            dtype = np.result_type(value)
+        if shape == shape_of(self.like):
+            return np.full_like(self.like, value, dtype=dtype)
+        return np.full(shape, value, dtype=dtype, like=self.like)
+
+    def asarray(self, value: Any, dtype: Any = None) -> Any:
+        return np.asarray(value, dtype=dtype, like=self.like)
+
+    def arange(self, *args: Any, **kwargs: Any) -> Any:
+        return np.arange(*args, like=self.like, **kwargs)
+
+    def eye(self, n: int, dtype: Any = None) -> Any:
+        return self.asarray(np.eye(n, dtype=dtype))
 
 
 def is_array(x: Any) -> bool:
@@ -136,18 +191,43 @@ def scatter_add(shape: tuple[int, ...], index: Any, values: Any, repeats: bool =
     """Zeros of ``shape`` with ``values`` added at ``index``; repeated indices accumulate
     (the transpose of ``x[index]``)."""
     dtype = np.result_type(dtype_of(values), np.float32)
+    if (repeats and is_dask_array(values)) or any(is_dask_array(i) for i in _parts(index)):
+        return _dask_scatter_add(shape, index, values, dtype)
     out = zeros(shape, dtype, like=values)
     if not repeats:
         out[index] = values
-    elif type(out) is np.ndarray:
+        return out
+    try:  # NumPy's ufunc.at, which CuPy (and every library with __array_ufunc__) takes
         np.add.at(out, index, values)
-    else:
-        add_at = getattr(getattr(namespace_of(out), "add", None), "at", None)
-        if add_at is None:
-            raise TypeError(f"scatter-add (the gradient of x[index] with repeated or array "
-                            f"indices) is not supported for {type(out).__name__} arrays")
-        add_at(out, index, values)
+    except TypeError:
+        raise TypeError(f"scatter-add (the gradient of x[index] with repeated or array "
+                        f"indices) is not supported for {type(out).__name__} arrays: "
+                        "their library has no add.at") from None
     return out
+
+
+def _parts(index: Any) -> tuple:
+    return index if isinstance(index, tuple) else (index,)
+
+
+def is_dask_array(x: Any) -> bool:
+    """A Dask array (lazy: its values exist only once its graph is computed)."""
+    return type(x).__module__.startswith("dask.") and hasattr(x, "__dask_graph__")
+
+
+def _dask_scatter_add(shape: tuple[int, ...], index: Any, values: Any, dtype: Any) -> Any:
+    """Dask has no ``add.at``: one task scatters the values with NumPy's, lazily (the
+    index and values are computed where the task runs, never here)."""
+    import dask
+    import dask.array as da
+
+    def scatter(index: Any, values: Any) -> np.ndarray:
+        out = np.zeros(shape, dtype)
+        np.add.at(out, index, values)
+        return out
+
+    task = dask.delayed(scatter, pure=True)(index, values)
+    return da.from_delayed(task, shape, dtype=dtype)
 
 
 def copy(x: Any) -> Any:

@@ -630,9 +630,11 @@ def _count(x, axis) -> int:
 
 mean = defprimitive(
     "mean", _mean_impl,
+    # Divide before broadcasting: one division per output, and the cotangent stays a
+    # broadcast view (a lazy Dask broadcast rather than a constant as long as the data).
     vjp=[lambda g, ans, x, *, axis=None, keepdims=False:
-         broadcast_to(_restore_reduced(g, x, axis, keepdims), shape=shape_of(x))
-         / _count(x, axis)],
+         broadcast_to(_restore_reduced(g, x, axis, keepdims) / _count(x, axis),
+                      shape=shape_of(x))],
     linear=True, test=Examples(_reduce_test), source=_method_source("mean"),
     sympy=_scalar_identity, reduction=True,
 )

@@ -259,7 +259,7 @@ def _small(value: Any) -> bool:
 
 
 def _format(value: Any) -> str:
-    arr = np.asarray(value)
+    arr = backend.to_numpy(value)  # for display only
     if arr.size == 1:
         item = arr.reshape(()).item()
         return f"{item:.4g}" if isinstance(item, float) else str(item)
@@ -402,7 +402,7 @@ class _Recorder:
         value = raw(t)
         nid = len(self.nodes)
         self.nodes.append(GraphNode(nid, op, inputs, tuple(np.shape(value)),
-                                    str(np.asarray(value).dtype), value, **extra))
+                                    str(backend.dtype_of(value)), value, **extra))
         self.ids[id(t)] = nid
         return nid
 
@@ -449,5 +449,5 @@ def _reduce(contrib: Any, parent: Tensor) -> Any:
 
 def _scalar(x: Any) -> bool:
     value = raw(x)
-    return np.size(value) == 1 and np.asarray(value).dtype.kind == "f"
+    return backend.size_of(value) == 1 and backend.dtype_of(value).kind == "f"
 
