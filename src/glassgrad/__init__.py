@@ -7,6 +7,7 @@
 
 from . import datasets, extend, nn, optim, prob
 from ._batching import vmap
+from ._checkpoint import checkpoint
 from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_anomaly, numerical_grad
 from ._jit import ConcretizationError, jit
 from ._mode import enable_grad, no_grad
@@ -29,5 +30,5 @@ __all__ = [
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
     "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",
     "value_and_grad", "vjp", "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten",
-    "vmap",
+    "vmap", "checkpoint",
 ]
