@@ -164,14 +164,14 @@ def concatenate(args, dims, *, axis=0):
 
 def matmul(args, dims):
     (x, y), (dx, dy) = args, dims
-    if dy is None and ndim_of(y) == 2:
-        # A batch of vectors or matrices times one matrix: one product of a (rows, k)
-        # matrix, however many batch and row axes sit in front.
+    if dy is None and ndim_of(y) in (1, 2):
+        # A batch of vectors or matrices times one matrix (or vector): one product of a
+        # (rows, k) matrix, however many batch and row axes sit in front.
         x = moveaxis(x, dx, 0)
         shape = shape_of(x)
         if len(shape) > 2:
             out = R.matmul(R.reshape(x, shape=(-1, shape[-1])), y)
-            return R.reshape(out, shape=shape[:-1] + shape_of(y)[-1:]), 0
+            return R.reshape(out, shape=shape[:-1] + shape_of(y)[1:]), 0
         return R.matmul(x, y), 0
     if dx is None and ndim_of(x) == 2 and ndim_of(y) - 1 == 1:
         # One matrix times a batch of vectors: (B, k) @ x^T.
