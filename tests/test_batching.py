@@ -8,8 +8,10 @@ composition with the other transforms, ``in_axes``/``out_axes`` containers, the 
 the loop fallback and the vectorised ``jacobian``/``hessian``.
 """
 
+import doctest
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -398,3 +400,14 @@ def test_jacobian_values_and_dtypes_after_vectorising():
     np.testing.assert_allclose(hess, np.diag(6 * x32), rtol=1e-6)
     assert gg.jacobian(lambda x: x[:0])(np.ones(3)).shape == (0, 3)
     assert gg.jacobian(lambda x: x * 2, mode="forward")(np.ones((0,))).shape == (0, 0)
+
+
+# --- the documentation ---------------------------------------------------------------------------
+
+
+def test_vmap_page_runs():
+    page = Path(__file__).resolve().parent.parent / "docs" / "vmap.md"
+    result = doctest.testfile(str(page), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
