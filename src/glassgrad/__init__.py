@@ -19,6 +19,7 @@ from ._transforms import grad, hessian, hvp, jacobian, jvp, linearize, value_and
 from .calculus import Differential, Explanation, Term, differential, explain, partial, total
 from .graph import Graph, trace
 from .symbolic import formula, formula_text
+from .why import Cause, Diagnosis, why
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "Differential", "Explanation", "Term", "differential", "explain", "partial", "total",
     "datasets", "load", "nn", "optim", "prob", "save",
     "ConcretizationError", "jit", "Graph", "trace", "formula", "formula_text",
+    "Cause", "Diagnosis", "why",
     "GradCheckReport", "GradientCheckError", "Tensor", "check_grad", "detect_anomaly",
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
     "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",
