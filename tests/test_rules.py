@@ -34,7 +34,7 @@ def differentiable_argnums(prim, args):
     out = []
     for i, a in enumerate(args):
         rule = prim.vjps[i] if i < len(prim.vjps) else None
-        if rule is not None and np.asarray(a).dtype.kind == "f":
+        if rule is not None and np.asarray(a).dtype.kind in "fc":
             out.append(i)
     return out
 
@@ -47,6 +47,40 @@ def bind(prim, args, params, argnums):
         return prim(*full, **params)
 
     return f
+
+
+def primal(a, dtype=float):
+    """An example argument as a primal: float, or complex where the example is complex."""
+    a = np.asarray(a)
+    return a.astype(np.result_type(dtype, np.complex64) if a.dtype.kind == "c" else dtype)
+
+
+def re(out):
+    """The real part of a complex output (the losses below are real); real outputs as they
+    are. Works on traced values too."""
+    return np.real(out) if np.iscomplexobj(out) else out
+
+
+def numeric_grad(loss, primals, j, eps=1e-6):
+    """Central differences of a real ``loss``; for a complex primal, JAX's convention
+    df/dx - i df/dy."""
+    p = primals[j]
+    if p.dtype.kind != "c":
+        return gg.numerical_grad(lambda x: loss(*_replace(primals, j, x)), p)
+    out = np.zeros(p.shape, dtype=p.dtype)
+    for k in np.ndindex(p.shape):
+        for step, part in ((1.0, 1.0), (1j, -1j)):
+            up, down = p.copy(), p.copy()
+            up[k] += eps * step
+            down[k] -= eps * step
+            slope = (loss(*_replace(primals, j, up)) - loss(*_replace(primals, j, down)))
+            out[k] += part * slope / (2 * eps)
+    return out
+
+
+def _tangent(rng, p):
+    t = rng.normal(size=np.shape(p))
+    return t + 1j * rng.normal(size=np.shape(p)) if np.iscomplexobj(p) else t
 
 
 def numeric_jvp(f, primals, tangents, eps=1e-6):
@@ -78,13 +112,13 @@ def test_the_table_is_not_empty():
 def test_vjp_matches_finite_differences(prim, args, params):
     argnums = differentiable_argnums(prim, args)
     f = bind(prim, args, params, argnums)
-    primals = [np.asarray(args[i], dtype=float) for i in argnums]
+    primals = [primal(args[i]) for i in argnums]
     out, pullback = gg.vjp(f, *primals)
     rng = np.random.default_rng(0)
     w = rng.normal(size=np.shape(out))
     grads = pullback(w)
     for j, p in enumerate(primals):
-        numeric = gg.numerical_grad(lambda x, j=j: np.sum(w * f(*_replace(primals, j, x))), p)
+        numeric = numeric_grad(lambda *xs: np.sum(w * re(f(*xs))), primals, j)
         np.testing.assert_allclose(grads[j], numeric, rtol=1e-6, atol=1e-7)
         assert np.shape(grads[j]) == np.shape(p)
 
@@ -101,18 +135,19 @@ def test_jvp_matches_finite_differences_and_vjp(prim, args, params):
         pytest.fail(f"primitive {prim.name} has no JVP rule")
     argnums = differentiable_argnums(prim, args)
     f = bind(prim, args, params, argnums)
-    primals = tuple(np.asarray(args[i], dtype=float) for i in argnums)
+    primals = tuple(primal(args[i]) for i in argnums)
     rng = np.random.default_rng(1)
-    tangents = tuple(rng.normal(size=np.shape(p)) for p in primals)
+    tangents = tuple(_tangent(rng, p) for p in primals)
     out, out_tangent = gg.jvp(f, primals, tangents)
     np.testing.assert_allclose(out, prim(*args, **params))
     np.testing.assert_allclose(out_tangent, numeric_jvp(f, primals, tangents),
                                rtol=1e-6, atol=1e-7)
-    # The adjoint identity ties the two rules together: <w, J v> = <J^T w, v>.
+    # The adjoint identity ties the two rules together: <w, J v> = <J^T w, v> (real parts,
+    # which is what JAX's convention keeps for complex values).
     w = rng.normal(size=np.shape(out))
     _, pullback = gg.vjp(f, *primals)
-    lhs = np.sum(w * out_tangent)
-    rhs = sum(np.sum(g * t) for g, t in zip(pullback(w), tangents, strict=True))
+    lhs = np.real(np.sum(w * out_tangent))
+    rhs = np.real(sum(np.sum(g * t) for g, t in zip(pullback(w), tangents, strict=True)))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-10, atol=1e-12)
 
 
@@ -123,22 +158,24 @@ def test_second_order_reverse_and_forward_over_reverse(prim, args, params):
         pytest.skip("declared first-order only")
     argnums = differentiable_argnums(prim, args)
     f = bind(prim, args, params, argnums)
-    primals = tuple(np.asarray(args[i], dtype=float) for i in argnums)
+    primals = tuple(primal(args[i]) for i in argnums)
     rng = np.random.default_rng(2)
     w = rng.normal(size=np.shape(f(*primals)))
-    u = tuple(rng.normal(size=np.shape(p)) for p in primals)
+    u = tuple(_tangent(rng, p) for p in primals)
 
     def directional_grad(*xs):
         # <u, grad <w, f>(xs)>: its gradient is a Hessian-vector product.
-        gs = gg.grad(lambda *ys: np.sum(w * f(*ys)), argnums=tuple(range(len(xs))))(*xs)
-        return sum(np.sum(g * ui) for g, ui in zip(gs, u, strict=True))
+        gs = gg.grad(lambda *ys: np.sum(w * re(f(*ys))), argnums=tuple(range(len(xs))))(*xs)
+        return np.real(sum(np.sum(g * ui) for g, ui in zip(gs, u, strict=True)))
 
     for j in range(len(primals)):
         analytic = gg.grad(directional_grad, argnums=j)(*primals)
-        numeric = gg.numerical_grad(directional_grad, *primals, argnums=j)
+        numeric = numeric_grad(directional_grad, primals, j)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-6)
+    if any(np.iscomplexobj(p) for p in primals):
+        return  # forward over reverse of a non-holomorphic gradient: not the same product
     # Forward over reverse gives the same Hessian-vector product.
-    hv = gg.hvp(lambda *ys: np.sum(w * f(*ys)), primals, u)
+    hv = gg.hvp(lambda *ys: np.sum(w * re(f(*ys))), primals, u)
     hv = hv if isinstance(hv, tuple) else (hv,)
     g_rev = [gg.grad(lambda *ys: directional_grad(*ys), argnums=j)(*primals)
              for j in range(len(primals))]
@@ -151,20 +188,19 @@ def test_float32_stays_float32(prim, args, params):
     argnums = differentiable_argnums(prim, args)
     if "dtype" in params:
         pytest.skip("the primitive sets its own dtype")
-    args32 = [np.asarray(a, dtype=np.float32) if i in argnums else a
-              for i, a in enumerate(args)]
+    args32 = [primal(a, np.float32) if i in argnums else a for i, a in enumerate(args)]
     f = bind(prim, args32, params, argnums)
     primals = [args32[i] for i in argnums]
     out, pullback = gg.vjp(f, *primals)
-    assert np.asarray(out).dtype == np.float32
-    for g in pullback(np.ones(np.shape(out), dtype=np.float32)):
-        assert g.dtype == np.float32
+    assert np.asarray(out).dtype in (np.float32, np.complex64)
+    for g, p in zip(pullback(np.ones(np.shape(out), dtype=np.float32)), primals, strict=True):
+        assert g.dtype == p.dtype
     # Eager backward casts nothing at the end, so a rule that promotes shows here.
     leaves = [gg.tensor(p, requires_grad=True) for p in primals]
     out = bind(prim, args32, params, argnums)(*leaves)
     out.backward(np.ones(out.shape, dtype=np.float32))
     for leaf in leaves:
-        assert leaf.grad.dtype == np.float32, prim.name
+        assert leaf.grad.dtype == leaf.dtype, prim.name
 
 
 def test_a_user_primitive_joins_the_table_and_its_check():

@@ -36,8 +36,12 @@ def _binary(prim: Primitive, x: Any, y: Any) -> Any:
     if isinstance(x, Traced):
         if isinstance(y, Traced):
             return prim(x, y)
-        return x._process(prim, (x, backend.as_constant(y)), _NO_PARAMS)
-    return y._process(prim, (backend.as_constant(x), y), _NO_PARAMS)
+        if type(y) is not float and type(y) is not int:  # a Python number is a constant
+            y = backend.as_constant(y)
+        return x._process(prim, (x, y), _NO_PARAMS)
+    if type(x) is not float and type(x) is not int:
+        x = backend.as_constant(x)
+    return y._process(prim, (x, y), _NO_PARAMS)
 
 
 class ArrayMethods(Traced):
@@ -105,7 +109,7 @@ class ArrayMethods(Traced):
     def __rmatmul__(self, other): return _ops.matmul(other, self)
     def __neg__(self): return R.neg(self)
     def __pos__(self): return self
-    def __abs__(self): return R.abs_(self)
+    def __abs__(self): return R.abs_(self) if self.dtype.kind != "c" else np.abs(self)
 
     # Comparisons and logic are primitives without derivatives: plain boolean arrays on
     # eager tensors (as PyTorch masks are), recorded under jit, batched under vmap.
@@ -184,7 +188,17 @@ class ArrayMethods(Traced):
     def cos(self): return R.cos(self)
     def tanh(self): return R.tanh(self)
     def relu(self): return R.relu(self)
-    def abs(self): return R.abs_(self)
+    def abs(self): return abs(self)
+    def conj(self): return np.conjugate(self)
+    def conjugate(self): return np.conjugate(self)
+
+    @property
+    def real(self) -> Any:
+        return np.real(self)
+
+    @property
+    def imag(self) -> Any:
+        return np.imag(self)
     def dot(self, other): return _ops.dot(self, other)
 
     def sigmoid(self, a: float = 1.0):

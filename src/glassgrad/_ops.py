@@ -491,4 +491,4 @@ def stop_gradient(x: Any) -> Any:
 
 # --- more of NumPy: rows and composites by area (each module registers on import) ----------
 
-from . import _rules_linalg, _rules_more  # noqa: E402,F401  (imported last: they use the above)
+from . import _rules_fft, _rules_linalg, _rules_more  # noqa: E402,F401  (they use the above)

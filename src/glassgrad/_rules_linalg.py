@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from . import _batch_rules as B
 from . import _ops
 from . import _rules as R
 from ._backend import dtype_of, float_dtype, ndim_of, shape_of
 from ._ops import implements, no_out
 from ._primitive import Examples
 from ._rules import _swap_last, _uniform, defprimitive
+from ._rules_more import leading_batch
 
 T = _swap_last
 
@@ -133,8 +135,19 @@ def _einsum_test(rng):
             ((u(3, 3, 2), u(3)), {"subscripts": "iij,i->j"})]
 
 
+def _einsum_batch(args, dims, *, subscripts, optimize=False):
+    # A fresh letter for the batch axis, on the batched operands and the output.
+    letter = next(c for c in string.ascii_letters if c not in subscripts)
+    lhs, out = subscripts.split("->")
+    inputs = lhs.split(",")
+    moved = [a if d is None else B.moveaxis(a, d, 0) for a, d in zip(args, dims, strict=True)]
+    inputs = [s if d is None else letter + s for s, d in zip(inputs, dims, strict=True)]
+    spec = ",".join(inputs) + "->" + letter + out
+    return einsum(*moved, subscripts=spec, optimize=optimize), 0
+
+
 einsum = defprimitive("einsum", _einsum_impl, vjp=R.EveryArgument(_einsum_vjp),
-                      jvp=_einsum_jvp, test=Examples(_einsum_test))
+                      jvp=_einsum_jvp, test=Examples(_einsum_test), batch=_einsum_batch)
 
 
 def _explicit_subscripts(subscripts: str, operands: tuple) -> str:
@@ -194,7 +207,7 @@ inv = defprimitive(
     "inv", np.linalg.inv,
     vjp=[lambda g, ans, x: -(T(ans) @ g @ T(ans))],
     jvp=lambda t, ans, x: -(ans @ t[0] @ ans),
-    test=Examples(_square_test), numpy=np.linalg.inv,
+    test=Examples(_square_test), numpy=np.linalg.inv, batch=leading_batch("inv"),
 )
 
 
@@ -205,7 +218,7 @@ def _det_vjp(g, ans, x):
 det = defprimitive(
     "det", np.linalg.det, vjp=[_det_vjp],
     jvp=lambda t, ans, x: ans * R.sum_(T(inv(x)) * t[0], axis=(-2, -1)),
-    test=Examples(_square_test), numpy=np.linalg.det,
+    test=Examples(_square_test), numpy=np.linalg.det, batch=leading_batch("det"),
 )
 
 
@@ -221,8 +234,9 @@ logabsdet = defprimitive(
     "logabsdet", _logabsdet_impl, vjp=[lambda g, ans, x: _col(_col(g)) * T(inv(x))],
     jvp=lambda t, ans, x: R.sum_(T(inv(x)) * t[0], axis=(-2, -1)),
     test=Examples(lambda rng: _square_test(rng) + [((np.diag([-1.0, 2.0, 0.5]),), {})]),
+    batch=leading_batch("logabsdet"),
 )
-sign_of_det = R._nondiff("sign_of_det", _sign_of_det_impl)
+sign_of_det = R._nondiff("sign_of_det", _sign_of_det_impl, batch=leading_batch("sign_of_det"))
 
 
 @implements(np.linalg.slogdet)
@@ -242,8 +256,20 @@ def _solve_vjp_a(g, ans, a, b):
     return -(gb @ T(ans))
 
 
+def _solve_batch(args, dims):
+    # NumPy 2 reads a 1-D b as a vector; a batch of them is a stack of one-column matrices.
+    (a, b), (da, db) = args, dims
+    size = B.batch_size(args, dims)
+    vector = ndim_of(b) - (db is not None) == 1
+    a, b = B.to_front(a, da, size), B.to_front(b, db, size)
+    if vector:
+        out = solve(a, R.reshape(b, shape=shape_of(b) + (1,)))
+        return R.reshape(out, shape=shape_of(out)[:-1]), 0
+    return solve(a, b), 0
+
+
 solve = defprimitive(
-    "solve", np.linalg.solve,
+    "solve", np.linalg.solve, batch=_solve_batch,
     vjp=[_solve_vjp_a, lambda g, ans, a, b: solve(T(a), g)],
     jvp=lambda t, ans, a, b: _solve_jvp(t, ans, a, b),
     test=Examples(lambda rng: [
@@ -322,7 +348,7 @@ def _spd(rng, s):
 
 
 cholesky = defprimitive("cholesky", np.linalg.cholesky, vjp=[_cholesky_vjp], jvp=_cholesky_jvp,
-                        numpy=np.linalg.cholesky,
+                        numpy=np.linalg.cholesky, batch=leading_batch("cholesky"),
                         test=Examples(lambda rng: [((_spd(rng, s),), {})
                                                    for s in [(3, 3), (2, 4, 4)]]))
 
@@ -384,6 +410,7 @@ def _eigh_loss_test(rng):
 
 
 eigh_packed = defprimitive("eigh", _eigh_impl, vjp=[_eigh_vjp], jvp=_eigh_jvp,
+                           batch=leading_batch("eigh"),
                            test=Examples(_eigh_loss_test))
 
 
@@ -409,6 +436,7 @@ def _eigvalsh_jvp(t, ans, x, *, UPLO="L"):
 
 # Eigenvalues alone: finite at repeated eigenvalues (no eigenvector term at all).
 eigvalsh = defprimitive("eigvalsh", _eigvalsh_impl, vjp=[_eigvalsh_vjp], jvp=_eigvalsh_jvp,
+                        batch=leading_batch("eigvalsh"),
                         test=Examples(_sym_test))
 
 
@@ -470,6 +498,7 @@ def _svd_test(rng):
 
 
 svd_packed = defprimitive("svd", _svd_impl, vjp=[_svd_vjp], jvp=_svd_jvp,
+                          batch=leading_batch("svd"),
                           test=Examples(_svd_test))
 
 
@@ -498,6 +527,7 @@ def _svdvals_jvp(t, ans, x):
 
 # Singular values alone: finite at repeated singular values.
 svdvals = defprimitive("svdvals", _svdvals_impl, vjp=[_svdvals_vjp], jvp=_svdvals_jvp,
+                       batch=leading_batch("svdvals"),
                        test=Examples(_svd_test))
 
 
@@ -563,7 +593,7 @@ def _qr_jvp(t, ans, x):
 
 
 qr_packed = defprimitive(
-    "qr", _qr_impl, vjp=[_qr_vjp], jvp=_qr_jvp,
+    "qr", _qr_impl, vjp=[_qr_vjp], jvp=_qr_jvp, batch=leading_batch("qr"),
     test=Examples(lambda rng: [((_uniform(rng, s),), {}) for s in [(3, 3), (4, 2), (2, 4, 3)]]),
 )
 
@@ -603,7 +633,7 @@ def _pinv_jvp(t, ans, x, *, rcond=None):
 
 
 pinv = defprimitive(
-    "pinv", _pinv_impl, vjp=[_pinv_vjp], jvp=_pinv_jvp,
+    "pinv", _pinv_impl, vjp=[_pinv_vjp], jvp=_pinv_jvp, batch=leading_batch("pinv"),
     test=Examples(lambda rng: [((_uniform(rng, s),), {}) for s in [(3, 3), (4, 2), (2, 3, 5)]]),
 )
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from . import _batch_rules as B
 from . import _ops
 from . import _rules as R
 from ._backend import dtype_of, ndim_of, shape_of
 from ._ops import implements, no_out
-from ._primitive import Examples
+from ._primitive import PRIMITIVES, Examples
 from ._rules import (
     _SHAPES,
     _away_from_zero,
@@ -30,6 +31,24 @@ from ._rules import (
     keepdims_shape,
     normalize_axis,
 )
+
+
+def leading_batch(name: str, axis_params: tuple[str, ...] = ()):
+    """vmap's rule for rows that already accept leading batch dimensions (linalg, fft):
+    the batch axis goes first. ``axis_params`` name parameters holding axes of one
+    example, shifted past the batch axis."""
+
+    def rule(args, dims, **params):
+        size = B.batch_size(args, dims)
+        moved = [B.to_front(a, d, size) for a, d in zip(args, dims, strict=True)]
+        for p in axis_params:
+            if params.get(p) is not None:
+                nd = ndim_of(moved[0]) - 1
+                params[p] = int(params[p]) % nd + 1
+        return PRIMITIVES[name](*moved, **params), 0
+
+    return rule
+
 
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
@@ -232,7 +251,7 @@ prod = defprimitive(
          _restore_reduced(g, x, axis, keepdims) * _prod_partials(ans, x, axis)],
     jvp=lambda t, ans, x, *, axis=None, keepdims=False:
         R.sum_(t[0] * _prod_partials(ans, x, axis), axis=axis, keepdims=keepdims),
-    test=Examples(_reduce_test), sympy=R._scalar_identity,
+    test=Examples(_reduce_test), sympy=R._scalar_identity, reduction=True,
 )
 
 
@@ -257,6 +276,7 @@ def _cumsum_vjp(g, ans, x, *, axis):
 
 cumsum = defprimitive(
     "cumsum", _cumsum_impl, vjp=[_cumsum_vjp], linear=True,
+    batch=leading_batch("cumsum", ("axis",)),
     test=Examples(lambda rng: [((_uniform(rng, (5,)),), {"axis": 0}),
                                ((_uniform(rng, (2, 3, 4)),), {"axis": 1}),
                                ((_uniform(rng, (2, 3)),), {"axis": -1})]),
@@ -365,7 +385,8 @@ def _np_take_along_axis(arr, indices, axis=-1):
 
 # argpartition has no derivative (integer indices); partition and sort compose it.
 argpartition = R._nondiff(
-    "argpartition", lambda x, *, kth, axis=-1: np.argpartition(x, kth, axis=axis))
+    "argpartition", lambda x, *, kth, axis=-1: np.argpartition(x, kth, axis=axis),
+    batch=leading_batch("argpartition", ("axis",)))
 
 
 @implements(np.sort)
@@ -849,3 +870,106 @@ def _np_inner(a, b):
     if ndim_of(a) == 0 or ndim_of(b) == 0:
         return R.mul(a, b)
     return _np_tensordot(a, b, axes=([-1], [-1]))
+
+
+# --- complex parts -----------------------------------------------------------------------------
+# Cotangents follow JAX's convention: the VJP of a holomorphic function multiplies by f'(z)
+# (no conjugate), and for a real-valued f of z = x + iy the gradient is df/dx - i df/dy. A
+# real value that meets complex cotangents keeps them until its leaf, where the real part
+# is taken (every VJP rule is R-linear in g, so this equals taking it at once).
+
+
+def _complex_dtype(x):
+    dtype = np.dtype(dtype_of(x))
+    return dtype if dtype.kind == "c" else np.result_type(dtype, np.complex64)
+
+
+def _as_cotangent_of(g, x):
+    """A real cotangent ``g`` as one of ``x``: complex when ``x`` is complex."""
+    if np.dtype(dtype_of(x)).kind != "c":
+        return g
+    return R.astype(g, dtype=np.dtype(dtype_of(x)))
+
+
+def _complex_test(rng):
+    return [((_uniform(rng, s) + 1j * _uniform(rng, s),), {}) for s in _SHAPES]
+
+
+def _real_test(rng):
+    return [((_uniform(rng, s),), {}) for s in _SHAPES[1:]] + _complex_test(rng)
+
+
+real = defprimitive("real", np.real, vjp=[lambda g, ans, x: _as_cotangent_of(real(g), x)],
+                    linear=True, test=Examples(_real_test), elementwise=True)
+imag = defprimitive(
+    "imag", np.imag,
+    vjp=[lambda g, ans, x: R.mul(_as_cotangent_of(real(g), x), -1j)
+         if _is_complex(x) else R.mul(real(g), 0.0)],
+    linear=True, test=Examples(_real_test), elementwise=True)
+conj = defprimitive("conj", np.conjugate, vjp=[lambda g, ans, x: conj(g)], linear=True,
+                    test=Examples(_real_test), numpy=(np.conj,))
+
+
+def _safe_complex(z):
+    zero = R.equal(z, 0)
+    return zero, R.where(zero, 1.0, z)
+
+
+def _complex_abs_vjp(g, ans, z):
+    # |z| is real: gradient (x - iy) / |z|, and 0 at z = 0 (the real abs's convention).
+    zero, safe = _safe_complex(z)
+    return R.where(zero, 0.0, real(g) * (conj(safe) / complex_abs(safe)))
+
+
+def _complex_abs_jvp(t, ans, z):
+    zero, safe = _safe_complex(z)
+    return R.where(zero, 0.0, real(conj(safe) * t[0]) / complex_abs(safe))
+
+
+complex_abs = defprimitive("complex_abs", np.abs, vjp=[_complex_abs_vjp],
+                           jvp=_complex_abs_jvp, test=Examples(_complex_test), numpy=())
+
+
+def _angle_impl(z):
+    return np.angle(z)
+
+
+def _angle_vjp(g, ans, z):
+    # angle = atan2(y, x): gradient (-y - ix) / |z|^2 = -i / z; 0 for a real input.
+    if not _is_complex(z):
+        return R.mul(real(g), 0.0)
+    zero, safe = _safe_complex(z)
+    return R.where(zero, 0.0, real(g) * (-1j / safe))
+
+
+def _angle_jvp(t, ans, z):
+    if not _is_complex(z):
+        return None
+    zero, safe = _safe_complex(z)
+    return R.where(zero, 0.0, imag(t[0] / safe))
+
+
+angle = defprimitive("angle", _angle_impl, vjp=[_angle_vjp], jvp=_angle_jvp,
+                     test=Examples(_complex_test), elementwise=True)
+
+
+@implements(np.angle)
+def _np_angle(z, deg=False):
+    out = angle(z)
+    return out * (180.0 / math.pi) if deg else out
+
+
+@implements(np.abs, np.absolute)
+def _np_abs(x, **kwargs):
+    no_out("abs", kwargs)
+    return complex_abs(x) if _is_complex(x) else R.abs_(x)
+
+
+@implements(np.real)
+def _np_real(x):
+    return real(x) if _is_complex(x) else x
+
+
+@implements(np.imag)
+def _np_imag(x):
+    return imag(x)

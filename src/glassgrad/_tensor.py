@@ -263,6 +263,11 @@ class Tensor(ArrayMethods):
             raise RuntimeError("this tensor does not require grad and has no graph: "
                                "create its inputs with requires_grad=True")
         value = self._value
+        if gradient is None and self.dtype.kind == "c":
+            raise RuntimeError("backward() of a complex tensor needs `gradient` (as in "
+                               "PyTorch, a gradient is implicitly created only for real "
+                               "scalar outputs); reduce to a real number first, e.g. "
+                               "abs(z) ** 2")
         if gradient is None:
             if backend.size_of(value) != 1:
                 raise ValueError(f"backward() of a non-scalar tensor of shape {self.shape} "
@@ -275,12 +280,15 @@ class Tensor(ArrayMethods):
                 raise ValueError(f"gradient has shape {backend.shape_of(gradient)}, but the "
                                  f"tensor has shape {self.shape}")
             gradient = backend.as_array(gradient).astype(self.dtype, copy=False)
+        # Complex values follow PyTorch here: .grad is df/dx + i df/dy, the conjugate of
+        # the engine's cotangents (JAX's convention, docs/conventions.md). So the seed and
+        # the gradients of complex leaves are conjugated; a real leaf keeps the real part.
+        if self.dtype.kind == "c":
+            gradient = np.conjugate(gradient)
         seen: set[int] = set()
         for leaf, g in backprop([(self, gradient)]):
-            if backend.dtype_of(g).kind == "c" and leaf.dtype.kind != "c":
-                raise TypeError(f"backward() produced a complex gradient for a real leaf of "
-                                f"dtype {leaf.dtype}: the function has complex values on the "
-                                "way; complex numbers are not supported yet")
+            if backend.dtype_of(g).kind == "c":
+                g = np.conjugate(g) if leaf.dtype.kind == "c" else np.real(g)
             g = _owned(g, seen)
             leaf.grad = g if leaf.grad is None else leaf.grad + g
 

@@ -37,7 +37,7 @@ def _as_input(x: Any, what: str) -> Any:
     if isinstance(x, int | np.integer):
         raise TypeError(f"{what} is the integer {x!r}; differentiation needs float inputs: "
                         "pass 2.0 rather than 2")
-    if isinstance(x, float | np.generic):  # a scalar becomes a 0-d array of its library
+    if isinstance(x, float | complex | np.generic):  # a scalar: a 0-d array of its library
         x = backend.namespace_of(x).asarray(x)
     dtype = getattr(raw(x), "dtype", None)
     if dtype is None:
@@ -49,11 +49,7 @@ def _as_input(x: Any, what: str) -> Any:
     if dtype.kind in "iu":
         raise TypeError(f"{what} has an integer dtype; differentiation needs float "
                         "inputs: pass 2.0 rather than 2, or x.astype(float)")
-    if dtype.kind == "c":
-        raise TypeError(f"{what} has dtype {dtype}; complex inputs are not supported yet: "
-                        "differentiate with respect to the real and imaginary parts as "
-                        "two float arguments")
-    if dtype.kind != "f":
+    if dtype.kind not in "fc":
         raise TypeError(f"{what} has dtype {dtype}; differentiation needs float inputs")
     return x
 
@@ -140,9 +136,10 @@ def _match_input(g: Any, original: Any, value: Any) -> Any:
         g = backend.zeros(shape_of(value), want, like=raw(value))
     have = np.dtype(dtype_of(raw(g)))
     if have.kind == "c" and want.kind != "c":
-        raise TypeError(f"the gradient of a {want} input came back {have}: the function "
-                        "has a complex output or intermediate. Complex differentiation is "
-                        "not supported yet; differentiate a real-valued function")
+        # A real input met complex values on the way: its cotangent is the real part (the
+        # transpose of the real-to-complex promotion, as in JAX).
+        g = _ops.dispatch_table()[np.real](g)
+        have = np.dtype(dtype_of(raw(g)))
     if have != want:
         g = _cast(g, want)
     if backend.is_numpy_array(g):
@@ -195,7 +192,8 @@ def _leaves_like(treedef: TreeDef, tree: Any, what: str, like: str) -> list[Any]
 # --- reverse mode --------------------------------------------------------------------------
 
 
-def value_and_grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+def value_and_grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False,
+                   holomorphic: bool = False) -> Callable:
     """``fun``'s value and its gradient with respect to the ``argnums`` arguments.
 
     >>> import numpy as np, glassgrad as gg
@@ -209,8 +207,10 @@ def value_and_grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -
         nums = _normalize_argnums(argnums, len(args))
         level = new_level()
         boxed_args, boxed = _box_args(args, nums, level)
+        if holomorphic:
+            _check_holomorphic_inputs(boxed, "grad")
         out, aux = _split_aux(fun(*boxed_args, **kwargs), has_aux, "grad")
-        _check_scalar_output(out, "grad")
+        _check_scalar_output(out, "grad", holomorphic)
         found = {}
         if isinstance(out, Tensor) and out._level == level:
             found = {id(leaf): g for leaf, g in backprop([(out, _seed(out._raw()))])}
@@ -222,7 +222,8 @@ def value_and_grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -
     return wrapped
 
 
-def grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+def grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False,
+         holomorphic: bool = False) -> Callable:
     """The gradient of a scalar-valued ``fun`` (with ``has_aux``: ``(grad, aux)``).
 
     Arguments may be containers (tuples, lists, dicts, namedtuples, ``None``); each
@@ -236,7 +237,7 @@ def grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable
     >>> gg.grad(lambda p: p["w"] * p["b"])({"w": 2.0, "b": 3.0})
     {'w': np.float64(3.0), 'b': np.float64(2.0)}
     """
-    vg = value_and_grad(fun, argnums, has_aux)
+    vg = value_and_grad(fun, argnums, has_aux, holomorphic)
 
     @functools.wraps(fun)
     def wrapped(*args, **kwargs):
@@ -246,7 +247,7 @@ def grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable
     return wrapped
 
 
-def _check_scalar_output(out: Any, name: str) -> None:
+def _check_scalar_output(out: Any, name: str, holomorphic: bool = False) -> None:
     if isinstance(out, tuple | list | dict):
         raise TypeError(f"{name} needs a function with a scalar output, got {_kind(out)}; "
                         "use gg.jacobian or gg.vjp for containers (or has_aux=True for "
@@ -256,14 +257,24 @@ def _check_scalar_output(out: Any, name: str) -> None:
         raise TypeError(f"{name} needs a function with a scalar output, got shape {shape}; "
                         "use gg.jacobian for the full derivative or gg.vjp with a cotangent")
     dtype = np.dtype(dtype_of(raw(out)))
-    if dtype.kind == "c":
-        raise TypeError(f"{name} requires real-valued outputs, got dtype {dtype}. The "
-                        "gradient of a complex function (holomorphic=True) is not supported "
-                        "yet: differentiate a real quantity, or use "
-                        "gg.jacobian(f, mode='forward') for the derivative of a "
-                        "real-to-complex function")
-    if dtype.kind != "f":
+    if holomorphic and dtype.kind != "c":
+        raise TypeError(f"{name} with holomorphic=True needs a complex output, got dtype "
+                        f"{dtype}")
+    if dtype.kind == "c" and not holomorphic:
+        raise TypeError(f"{name} requires real-valued outputs, got dtype {dtype} (as JAX): "
+                        "for the complex derivative f'(z) of a holomorphic function pass "
+                        "holomorphic=True; otherwise differentiate a real quantity (np.abs, "
+                        "np.real, ...) or use gg.vjp or gg.jacobian")
+    if dtype.kind not in "fc":
         raise TypeError(f"{name} needs a float output, got dtype {dtype}")
+
+
+def _check_holomorphic_inputs(boxed: list, name: str) -> None:
+    for boxes, _, _ in boxed:
+        for b in boxes:
+            if np.dtype(dtype_of(b._raw())).kind != "c":
+                raise TypeError(f"{name} with holomorphic=True needs complex inputs, got "
+                                f"dtype {dtype_of(b._raw())}; pass x + 0j")
 
 
 def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
@@ -316,8 +327,9 @@ def _dual_input(x: Any, t: Any, what: str) -> tuple[Any, Any]:
         raise ValueError(f"{what} has shape {shape_of(t)}, but its primal has shape "
                          f"{shape_of(x)}")
     want, have = np.dtype(dtype_of(raw(x))), np.dtype(dtype_of(raw(t)))
-    if have.kind not in "fiu":
-        raise TypeError(f"{what} has dtype {have}; tangents of {want} primals are real")
+    if have.kind not in ("fiuc" if want.kind == "c" else "fiu"):
+        raise TypeError(f"{what} has dtype {have}; tangents of {want} primals are "
+                        f"{'complex' if want.kind == 'c' else 'real'}")
     return x, (t if have == want else _cast(t, want))
 
 
@@ -442,7 +454,7 @@ def hvp(fun: Callable, primals: Sequence, tangents: Sequence) -> Any:
 
 
 def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse",
-             has_aux: bool = False) -> Callable:
+             has_aux: bool = False, holomorphic: bool = False) -> Callable:
     """The full Jacobian, shaped ``out.shape + in.shape`` for each output and input
     (with ``has_aux``: ``(jacobian, aux)``).
 
@@ -450,7 +462,8 @@ def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse",
     outputs); ``mode="forward"`` pushes every column through a single recorded
     evaluation in one batched forward sweep (best for few inputs). Either way ``fun``
     runs once: the unit vectors travel together through ``vmap``. A real-to-complex
-    function needs ``mode="forward"`` until complex reverse mode is supported.
+    function has a complex Jacobian in both modes; ``holomorphic=True`` gives the complex
+    derivative f'(z) of a holomorphic function of complex inputs (as in JAX).
 
     >>> import numpy as np, glassgrad as gg
     >>> gg.jacobian(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -474,8 +487,9 @@ def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse",
             return fun(*full, **kwargs)
 
         diff_args = tuple(args[i] for i in nums)
+        _check_jacobian_inputs(diff_args, holomorphic)
         build = _jacobian_reverse if mode == "reverse" else _jacobian_forward
-        out_def, in_defs, blocks, aux = build(partial_fun, diff_args, has_aux)
+        out_def, in_defs, blocks, aux = build(partial_fun, diff_args, has_aux, holomorphic)
         per_output = []
         for row in blocks:  # one row per output leaf
             per_arg = [tree_unflatten(d, cols) for d, cols in zip(in_defs, row, strict=True)]
@@ -497,15 +511,34 @@ def _basis(x: Any) -> Any:
     return backend.basis(shape_of(x), _derivative_dtype(x), like=raw(x))
 
 
-def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
+def _check_jacobian_inputs(diff_args: tuple, holomorphic: bool) -> None:
+    for x, path in zip(*[tree_flatten(diff_args)[0], leaf_paths(diff_args)], strict=True):
+        x = x._raw() if isinstance(x, Tensor) and x._level == 0 else x
+        kind = np.dtype(getattr(raw(x), "dtype", np.float64)).kind
+        if holomorphic and kind != "c":
+            raise TypeError(f"jacobian with holomorphic=True needs complex inputs, but "
+                            f"argument{path} is real; pass x + 0j")
+        if kind == "c" and not holomorphic:
+            raise TypeError(f"jacobian of a function of the complex argument{path} needs "
+                            "holomorphic=True (the complex derivative f'(z), as in JAX); for "
+                            "a non-holomorphic function use gg.vjp or gg.grad of a real "
+                            "quantity")
+
+
+def _check_jacobian_outputs(out_leaves: list, out: Any, holomorphic: bool) -> None:
+    if not holomorphic:
+        return
+    for o, path in zip(out_leaves, leaf_paths(out), strict=True):
+        if np.dtype(dtype_of(raw(o))).kind != "c":
+            raise TypeError(f"jacobian with holomorphic=True needs complex outputs, but "
+                            f"output{path} has dtype {dtype_of(raw(o))}")
+
+
+def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool,
+                      holomorphic: bool = False) -> tuple:
     out, pullback, *aux = vjp(fun, *diff_args, has_aux=has_aux)
     out_leaves, out_def = tree_flatten(out)
-    for o, path in zip(out_leaves, leaf_paths(out), strict=True):
-        if np.dtype(dtype_of(raw(o))).kind == "c":
-            raise TypeError(f"jacobian(mode='reverse') needs real outputs, but output{path} "
-                            f"has dtype {dtype_of(raw(o))}: use mode='forward' for a "
-                            "real-to-complex function (complex reverse mode is not "
-                            "supported yet)")
+    _check_jacobian_outputs(out_leaves, out, holomorphic)
     in_leaves, in_defs = _in_leaves(diff_args)
     zeros = [_zeros(o) for o in out_leaves]
     blocks = []
@@ -516,13 +549,21 @@ def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
 
         # One backward pass for all the rows: the cotangents are a batch of unit vectors.
         rows = _batched(pull_row, _basis(o), in_leaves, 0)
+        if np.dtype(dtype_of(raw(o))).kind == "c" and not holomorphic:
+            # Real inputs, complex output: a pull of e gives d(real part), a pull of -i e
+            # d(imaginary part); the row is their complex sum.
+            imag_rows = _batched(pull_row, _basis(o) * -1j, in_leaves, 0)
+            rows = [[r + 1j * i for r, i in zip(ra, ia, strict=True)]
+                    for ra, ia in zip(rows, imag_rows, strict=True)]
         blocks.append([[_block(rows[a][m], o, x) for m, x in enumerate(leaves)]
                        for a, leaves in enumerate(in_leaves)])
     return out_def, in_defs, blocks, (aux[0] if has_aux else None)
 
 
-def _jacobian_forward(fun: Callable, diff_args: tuple, has_aux: bool) -> tuple:
+def _jacobian_forward(fun: Callable, diff_args: tuple, has_aux: bool,
+                      holomorphic: bool = False) -> tuple:
     lin = _Linearized(fun, diff_args, has_aux, "jacobian")
+    _check_jacobian_outputs(lin.values, tree_unflatten(lin.out_def, lin.values), holomorphic)
     in_leaves, in_defs = _in_leaves(diff_args)
     # columns[a][m][j]: the tangents of output leaf j for every unit vector of input leaf
     # (a, m), pushed through the recorded evaluation in one batched forward sweep.
