@@ -492,3 +492,8 @@ def stop_gradient(x: Any) -> Any:
 # --- more of NumPy: rows and composites by area (each module registers on import) ----------
 
 from . import _rules_fft, _rules_linalg, _rules_more  # noqa: E402,F401  (they use the above)
+
+try:  # scipy.special's ufuncs, with the optional extra `scipy`
+    from . import _rules_scipy  # noqa: E402,F401
+except ImportError:  # pragma: no cover - SciPy absent
+    pass
