@@ -379,6 +379,10 @@ class _Lazy:
 
 
 _ZERO_KINDS = frozenset(KINDS) - {"nan", "inf"}
+# sqrt of the smallest normal number: a cotangent above it times an ordinary derivative
+# cannot underflow.
+_SMALL = {np.dtype(t): float(np.sqrt(np.finfo(t).tiny)) for t in (np.float16, np.float32,
+                                                                   np.float64)}
 
 
 class _Walk:
@@ -389,22 +393,34 @@ class _Walk:
         self.rec = rec
         self.events: list[_Event | _Lazy | None] = [None]  # label 0: an ordinary gradient
         self.rng = np.random.default_rng(0)
-        self.by_node: dict[int, list] = {}
-        self.order: list[Tensor] = []
-        self.children: dict[int, list] = {}
-        self.grads: dict[int, np.ndarray] = {}
-        self.pending: dict[int, list[np.ndarray]] = {}
-        if out is not None:
-            self.grads[id(out)] = np.ones(np.shape(raw(out._value)))
+        self.children: dict[int, list] = {}  # parent id -> [(child, argnum, cotangent)]
         for t, i, p, c in edges:
-            c = np.asarray(raw(c))
-            if id(t) not in self.by_node:
-                self.by_node[id(t)] = []
-                self.order.append(t)
-            self.by_node[id(t)].append((i, p, c))
-            self.children.setdefault(id(p), []).append((t, c))
-            prev = self.grads.get(id(p))
-            self.grads[id(p)] = c if prev is None else prev + c
+            self.children.setdefault(id(p), []).append((t, i, c))
+        self._grads: dict[int, np.ndarray] = {}
+        self._clean: dict[int, bool] = {}
+
+    def grad(self, t: Tensor) -> np.ndarray:
+        """d output / d t: the sum of the cotangents ``t`` received (kept on demand)."""
+        g = self._grads.get(id(t))
+        if g is None:
+            if t is self.out:
+                g = np.ones(np.shape(raw(t._value)))
+            else:
+                g = None
+                for _, _, c in self.children.get(id(t), ()):
+                    c = np.asarray(raw(c))
+                    g = c if g is None else g + c
+                g = np.zeros(np.shape(raw(t._value))) if g is None else g
+            self._grads[id(t)] = g
+        return g
+
+    def ordinary(self, a: np.ndarray) -> bool:
+        key = id(a)
+        ok = self._clean.get(key)
+        if ok is None:
+            a = np.asarray(raw(a))
+            ok = self._clean[key] = bool(a.all() and np.isfinite(a).all())
+        return ok
 
     # --- labels -----------------------------------------------------------------------------
     def new(self, event: _Event | _Lazy) -> int:
@@ -414,21 +430,43 @@ class _Walk:
     def _is_zero_kind(self) -> np.ndarray:
         return np.array([e is not None and e.zero for e in self.events])
 
-    def settle(self, t: Tensor) -> np.ndarray | None:
-        """The labels of ``t``'s elements once every edge into it is known (None: all
-        ordinary)."""
-        g = self.grads.get(id(t))
+    def needed(self, bad: list[Tensor]) -> list[Tensor]:
+        """The tensors whose labels are needed: from the arguments with something to
+        explain, towards the output, along edges whose cotangent is not ordinary and into
+        tensors whose own gradient is not ordinary. Newest first (children first)."""
+        found = {id(b): b for b in bad}
+        stack = list(bad)
+        while stack:
+            p = stack.pop()
+            for t, _, c in self.children.get(id(p), ()):
+                if id(t) in found or t is self.out or self.ordinary(c):
+                    continue
+                if not self.ordinary(self.grad(t)):
+                    found[id(t)] = t
+                    stack.append(t)
+        return sorted(found.values(), key=lambda t: -t._seq)
+
+    def settle(self, t: Tensor, labels_of: dict[int, np.ndarray | None]) -> np.ndarray | None:
+        """The labels of ``t``'s elements, from the edges into it (None: all ordinary)."""
         shape = np.shape(raw(t._value))
-        if g is None:
+        if id(t) not in self.children:
             return np.full(shape, self.new(self._unused()), dtype=np.int64)
-        if g.all() and np.isfinite(g).all():
+        g = self.grad(t)
+        if self.ordinary(g):
             return None
         if g.shape != shape:
             g = np.broadcast_to(g, shape)
         zero, bad = g == 0, ~np.isfinite(g)
         labels = np.zeros(shape, dtype=np.int64)
-        zero_kind = self._is_zero_kind()
-        for cand in self.pending.pop(id(t), []):
+        for child, i, c in self.children[id(t)]:
+            if self.ordinary(c):
+                continue
+            c = np.asarray(raw(c))
+            cand = self.edge(child, i, t, c, self.grad(child), labels_of.get(id(child)),
+                             zero, bad)
+            if cand is None:
+                continue
+            zero_kind = self._is_zero_kind()
             fits = (cand > 0) & np.where(zero_kind[cand], zero, bad) & (labels == 0)
             labels[fits] = cand[fits]
         left = zero & (labels == 0)
@@ -447,16 +485,14 @@ class _Walk:
 
     def explain(self, boxes: list[Tensor], grads: list[np.ndarray],
                 names: list[str] | None) -> list[Cause]:
-        for t in self.order:
-            labels = self.settle(t)
-            g = self.grads.get(id(t))
-            for i, p, c in self.by_node[id(t)]:
-                cand = self.edge(t, i, p, c, g, labels)
-                if cand is not None:
-                    self.pending.setdefault(id(p), []).append(cand)
+        bad = [b for b, g in zip(boxes, grads, strict=True)
+               if not (g.all() and np.isfinite(g).all())]
+        labels_of: dict[int, np.ndarray | None] = {}
+        for t in self.needed(bad):
+            labels_of[id(t)] = self.settle(t, labels_of)
         causes = []
         for k, (box, g) in enumerate(zip(boxes, grads, strict=True)):
-            labels = self.settle(box)
+            labels = labels_of.get(id(box))
             if labels is None:
                 continue
             labels = self.refine_unused(box, labels)
@@ -472,17 +508,23 @@ class _Walk:
 
     # --- one edge ---------------------------------------------------------------------------
     def edge(self, t: Tensor, i: int, p: Tensor, c: np.ndarray, g: np.ndarray,
-             labels: np.ndarray | None) -> np.ndarray | None:
-        if c.all() and np.isfinite(c).all():
+             labels: np.ndarray | None, zero_p: np.ndarray,
+             bad_p: np.ndarray) -> np.ndarray | None:
+        """Labels for the elements of ``p`` that are zero (``zero_p``) or not finite
+        (``bad_p``) in its total gradient, as far as the edge from ``t`` explains them."""
+        zero, bad = (c == 0) & zero_p, ~np.isfinite(c) & bad_p
+        if not (zero.any() or bad.any()):
             return None
-        zero, bad = c == 0, ~np.isfinite(c)
         shape = np.shape(raw(p._value))
         if g.shape != np.shape(raw(t._value)):
             g = np.broadcast_to(g, np.shape(raw(t._value)))
         cand = np.zeros(shape, dtype=np.int64)
         if zero.any():
             alive = (g != 0) & np.isfinite(g)
-            reach_alive = self.reach(t, i, p, alive) if alive.any() else np.zeros(shape, bool)
+            # A product g * d underflows only if g is tiny (or d is, which classify tells
+            # from the local derivative): skip the pull when every cotangent is ordinary.
+            small = np.abs(g[alive]).min(initial=np.inf) < _SMALL.get(g.dtype, 1e-154)
+            reach_alive = self.reach(t, i, p, alive) if small else np.zeros(shape, bool)
             under = zero & reach_alive
             if under.any():
                 cand[under] = self.new(_Lazy(True, lambda: self._underflow(t, i, p, g, under)))
@@ -584,6 +626,10 @@ class _Walk:
         if prim.elementwise and same:
             local = np.asarray(raw(prim.vjps[i](np.ones_like(raw(ans)), ans, *args, **params)))
             local = np.broadcast_to(local, x.shape)
+            if np.all(local[mask] != 0):
+                return _Event("underflow", op, f"its derivative {_values(local[mask])} at "
+                              f"input {xs} times the gradient arriving here "
+                              f"{_values(np.broadcast_to(g, local.shape)[mask])} rounds to 0")
             if _saturated(prim, args, params, i, mask):
                 return _Event("underflow", op, f"saturated: at input {xs} its value does "
                               f"not change in {x.dtype}, so its derivative rounds to 0 "
@@ -627,7 +673,7 @@ class _Walk:
     def _below(self, t: Tensor) -> str | None:
         """The operation whose backward step took the gradient below TINY on the way
         from the output to ``t`` (None: it was still above TINY when it reached ``t``)."""
-        if float(np.nanmax(np.abs(self.grads.get(id(t), 1.0)), initial=0.0)) >= TINY:
+        if _largest(self.grad(t)) >= TINY:
             return None
         cur, seen = t, set()
         while cur is not self.out and id(cur) not in seen:
@@ -635,10 +681,21 @@ class _Walk:
             kids = self.children.get(id(cur))
             if not kids:
                 return None
-            cur = max(kids, key=lambda k: float(np.nanmax(np.abs(k[1]), initial=0.0)))[0]
-            if float(np.nanmax(np.abs(self.grads.get(id(cur), 1.0)), initial=0.0)) >= TINY:
-                return "the backward step through " + self._op(cur)
+            cur = max(kids, key=lambda k: _largest(k[2]))[0]
+            if _largest(self.grad(cur)) >= TINY:
+                return (f"the backward step through {self._op(cur)}, "
+                        f"{self._steps(cur)} operations from the output")
         return None
+
+    def _steps(self, t: Tensor) -> int:
+        """How many operations lie between ``t`` and the output (along the largest
+        cotangents)."""
+        n, seen = 0, set()
+        while t is not self.out and id(t) not in seen and self.children.get(id(t)):
+            seen.add(id(t))
+            t = max(self.children[id(t)], key=lambda k: _largest(k[2]))[0]
+            n += 1
+        return n
 
     def _nonfinite(self, kind: str, t: Tensor, i: int, p: Tensor, g: np.ndarray,
                    c: np.ndarray, mask: np.ndarray) -> _Event:
@@ -694,6 +751,10 @@ class _Walk:
             if leaf is box:
                 return np.asarray(raw(g)) != 0
         return np.zeros(shape, dtype=bool)
+
+
+def _largest(a: Any) -> float:
+    return float(np.nanmax(np.abs(np.asarray(raw(a))), initial=0.0))
 
 
 def _cut_event(name: str, loc: tuple[str, int] | None) -> _Event:
@@ -770,6 +831,8 @@ def _runs(mask: np.ndarray) -> list[tuple]:
     if mask.ndim == 0:
         return [()] if mask else []
     n = mask.shape[0]
+    if mask.all():
+        return [(slice(None),) * mask.ndim]
     if mask.ndim == 1:
         idx = np.flatnonzero(mask)
         if not idx.size:
