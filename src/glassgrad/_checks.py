@@ -17,7 +17,13 @@ from ._transforms import Argnums, _normalize_argnums, grad
 
 
 class GradientCheckError(AssertionError):
-    """Autodiff and finite differences disagree; the message names the worst entry."""
+    """Autodiff and finite differences disagree; the message names the worst entry.
+
+    When autodiff gave 0, NaN or infinity where finite differences did not, the message
+    includes ``gg.why``'s report and ``.diagnosis`` holds it (else ``None``).
+    """
+
+    diagnosis: Any = None
 
 
 @dataclass(frozen=True)
@@ -136,15 +142,34 @@ def check_grad(fun: Callable, *args: Any, argnums: Argnums = 0, rtol: float = 1e
         if np.any(bad):
             worst = np.unravel_index(int(np.argmax(np.where(bad, err, -1))), a.shape)
             where = f"leaf {position}, " if len(a_leaves) > 1 else ""
-            raise GradientCheckError(
+            message = (
                 f"gradient check failed at {where}index {tuple(int(i) for i in worst)}: "
                 f"autodiff {a[worst]:.10g}, finite differences {n[worst]:.10g}, "
                 f"abs error {err[worst]:.3g}, rel error {rel[worst]:.3g} "
                 f"(rtol={rtol}, atol={atol}; {int(bad.sum())} of {a.size} entries off)")
+            diagnosis = None
+            if np.any(bad & ((a == 0) | ~np.isfinite(a))):
+                diagnosis = _diagnose(fun, args, argnums)
+                message += ("\n" + str(diagnosis) if diagnosis else
+                            "\nautodiff gives 0, NaN or inf there: gg.why(fun)(*args) "
+                            "says why")
+            error = GradientCheckError(message)
+            error.diagnosis = diagnosis
+            raise error
         if a.size:
             max_abs = max(max_abs, float(err.max()))
             max_rel = max(max_rel, float(np.where(err > 0, rel, 0.0).max()))
     return GradCheckReport(max_abs, max_rel, analytic, numeric)
+
+
+def _diagnose(fun: Callable, args: tuple, argnums: Argnums) -> Any:
+    """``gg.why``'s report for a failed check, or None if it cannot be made."""
+    from .why import why
+
+    try:
+        return why(fun, argnums=argnums)(*args)
+    except Exception:  # noqa: BLE001 - the check's own message must survive
+        return None
 
 
 def _to_float64(tree: Any) -> Any:
@@ -161,14 +186,25 @@ def _to_float64(tree: Any) -> Any:
 @contextlib.contextmanager
 def detect_anomaly() -> Iterator[None]:
     """Raise ``FloatingPointError`` at the first operation whose forward or backward
-    pass produces NaN or Inf, naming it.
+    pass produces NaN or Inf, naming it; the message ends with how to ask ``gg.why``
+    which elements are affected and why.
 
     >>> import numpy as np, glassgrad as gg
     >>> with gg.detect_anomaly():
     ...     gg.grad(lambda x: np.sum(np.sqrt(x)))(np.array([0.0, 1.0]))
     Traceback (most recent call last):
     ...
-    FloatingPointError: the backward pass of 'sqrt' produced Inf.
+    FloatingPointError: the backward pass of 'sqrt' produced Inf. ... gg.why(f)(*args) ...
     """
-    with anomaly_mode(), np.errstate(divide="ignore", invalid="ignore"):
-        yield
+    try:
+        with anomaly_mode(), np.errstate(divide="ignore", invalid="ignore"):
+            yield
+    except FloatingPointError as err:
+        text = str(err)
+        if WHY_HINT not in text:
+            err.args = (f"{text} {WHY_HINT}", *err.args[1:])
+        raise
+
+
+WHY_HINT = ("To see which elements of the gradient are affected, the operation, its input "
+            "values and the fix: gg.why(f)(*args) (outside detect_anomaly).")
