@@ -11,6 +11,7 @@ from ._checkpoint import checkpoint
 from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_anomaly, numerical_grad
 from ._jit import ConcretizationError, jit
 from ._mode import enable_grad, no_grad
+from ._custom import custom_jvp, custom_vjp
 from ._ops import log_softmax, logsumexp, softmax, stop_gradient
 from ._pytree import tree_flatten, tree_map, tree_unflatten
 from ._serialize import load, save
@@ -32,5 +33,5 @@ __all__ = [
     "enable_grad", "extend", "grad", "hessian", "hvp", "jacobian", "jvp", "linearize",
     "log_softmax", "logsumexp", "no_grad", "numerical_grad", "softmax", "tensor",
     "value_and_grad", "vjp", "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten",
-    "vmap", "checkpoint",
+    "vmap", "checkpoint", "custom_vjp", "custom_jvp",
 ]
