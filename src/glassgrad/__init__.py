@@ -9,9 +9,9 @@ from . import datasets, extend, nn, optim, prob
 from ._batching import vmap
 from ._checkpoint import checkpoint
 from ._checks import GradCheckReport, GradientCheckError, check_grad, detect_anomaly, numerical_grad
+from ._custom import custom_jvp, custom_vjp
 from ._jit import ConcretizationError, jit
 from ._mode import enable_grad, no_grad
-from ._custom import custom_jvp, custom_vjp
 from ._ops import log_softmax, logsumexp, softmax, stop_gradient
 from ._pytree import tree_flatten, tree_map, tree_unflatten
 from ._serialize import load, save

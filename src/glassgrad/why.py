@@ -593,7 +593,7 @@ class _Walk:
             return _Event("relu", op, f"inactive: its input is {xs}, not above 0")
         if name in ("maximum", "minimum") and len(args) == 2:
             other = np.asarray(raw(args[1 - i]))
-            if 1 - i not in parents:
+            if 1 - i not in parents and other.size == 1:  # a constant bound
                 if name == "maximum" and not np.any(other):
                     return _Event("relu", op, f"inactive: its input is {xs}, not above 0")
                 return _Event("clip", op, f"saturated: its input is {xs}, past the bound "
