@@ -1,4 +1,4 @@
-"""Run the derivatives tutorial as a doctest, so its code and printed numbers never rot."""
+"""Run the tutorials as doctests, so their code and printed numbers never rot."""
 
 from __future__ import annotations
 
@@ -29,4 +29,12 @@ def test_how_glassgrad_works_runs() -> None:
     result = doctest.testfile(str(DOCS / "how-glassgrad-works.md"), module_relative=False,
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
+
+
+def test_debugging_gradients_tutorial_runs() -> None:
+    result = doctest.testfile(str(DOCS / "tutorial-debugging-gradients.md"),
+                              module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 20
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"

@@ -45,7 +45,7 @@ from ._backend import concrete as raw
 from ._primitive import new_level
 from ._pytree import leaf_paths
 from ._rules import sum_to
-from ._tensor import Tensor, backprop
+from ._tensor import Tensor, backprop, toposort
 from ._transforms import _box_args, _check_scalar_output, _normalize_argnums, _seed
 
 __all__ = ["Cause", "Diagnosis", "why"]
@@ -578,8 +578,8 @@ class _Walk:
         return name + _place(self.rec.where.get(t._seq))
 
     def _unused(self) -> _Event:
-        return _Event("unused", "(no operation)", "the output does not depend on it: no "
-                      "recorded operation on the way to the output uses it")
+        return _Event("unused", "no operation", "the output does not depend on it: no "
+                      "operation on the way to the output uses it")
 
     def classify(self, t: Tensor, i: int, p: Tensor, mask: np.ndarray,
                  g: np.ndarray) -> _Event:
@@ -615,7 +615,7 @@ class _Walk:
             return _Event("unused", op, f"not selected by the indexing "
                                         f"[{_index_repr(params.get('index'))}]")
         if name == "matmul" and len(args) == 2:
-            return self._matmul(op, args, i, mask)
+            return self._matmul(t, op, args, i)
         if prim.elementwise and prim.jvp is not None and _zero_jvp(prim, args, params, ans):
             return _Event("flat", op, f"{name} is piecewise constant: its derivative is 0 "
                                       f"(input {xs})")
@@ -639,24 +639,29 @@ class _Walk:
         return _Event("flat", op, f"the derivative of {name} with respect to its argument "
                                   f"{i} is 0 here (the entries it is multiplied by are 0)")
 
-    def _matmul(self, op: str, args: tuple, i: int, mask: np.ndarray) -> _Event:
-        """``x @ y``: a row of y (column of x) whose partners in the other operand are all 0."""
+    def _matmul(self, t: Tensor, op: str, args: tuple, i: int) -> _Event:
+        """``x @ y``: x[..., k] meets y[..., k, :]; name the k whose partners are all 0."""
         other = np.asarray(raw(args[1 - i]))
-        if other.ndim == 2 and mask.ndim == 2:
-            # y[k, :] meets x[:, k]; x[:, k] meets y[k, :]
-            lines = other.T if i == 1 else other
-            dead = np.flatnonzero(~lines.any(axis=1))
-            if dead.size:
-                which = "column" if i == 1 else "row"
-                ks = ", ".join(str(k) for k in dead[:8]) + (", ..." if dead.size > 8 else "")
-                return _Event("flat", op, f"multiplied by 0: {which} {ks} of the other operand "
-                              "of @ is 0 throughout (e.g. an input feature that is 0 in "
-                              "every sample of the batch)",
-                              "a weight that only ever multiplies zeros gets no gradient; "
-                              "for a feature that is always 0 (blank pixels) that is "
-                              "correct, otherwise check the data or the layer before.")
+        if i == 1:  # y's row k meets column k of x
+            lines = other.reshape(-1, other.shape[-1]).T
+        else:  # x's column k meets row k of y
+            rows = np.moveaxis(other, -2, 0) if other.ndim >= 2 else other
+            lines = rows.reshape(rows.shape[0], -1)
+        dead = np.flatnonzero(~lines.any(axis=1))
+        source = next((p for j, p in t._node.parents if j == 1 - i), None)
+        made = f" (the result of {self._op(source)})" if source is not None and \
+            source._node is not None else ""
+        fix = ("a weight that only ever multiplies zeros gets no gradient: if the zeros are "
+               "data (a feature that is always 0, blank pixels) that is correct; if they come "
+               "from the layer before (a dead ReLU), fix that layer.")
+        if dead.size:
+            which = "column" if i == 1 else "row"
+            ks = ", ".join(str(k) for k in dead[:8]) + (", ..." if dead.size > 8 else "")
+            return _Event("flat", op, f"multiplied by 0: {which} {ks} of the other operand "
+                          f"of @{made} is 0 throughout", fix)
         return _Event("flat", op, f"the derivative of @ with respect to its argument {i} is 0 "
-                                  "here: the entries it is multiplied by are 0")
+                                  f"here: the entries of the other operand{made} it meets "
+                                  "are 0", fix)
 
     def _underflow(self, t: Tensor, i: int, p: Tensor, g: np.ndarray,
                    mask: np.ndarray) -> _Event:
@@ -748,8 +753,12 @@ class _Walk:
         seed = self.rng.uniform(1.0, 2.0, size=value.shape).astype(
             np.result_type(value, np.float32))
         for leaf, g in backprop([(a, seed)]):
-            if leaf is box:
+            if leaf is box and np.any(np.asarray(raw(g)) != 0):
                 return np.asarray(raw(g)) != 0
+        # No cotangent gets through (a flat operation such as round lies between): say
+        # so for the whole argument if it is an ancestor of the cut value at all.
+        if any(u is box for u in toposort([a])):
+            return np.ones(shape, dtype=bool)
         return np.zeros(shape, dtype=bool)
 
 
