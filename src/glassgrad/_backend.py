@@ -137,10 +137,31 @@ def float_dtype(dtype: Any) -> np.dtype:
     return dtype if dtype.kind in "fc" else np.dtype(np.float64)
 
 
+def refuse_unkept(x: Any, what: str = "the value") -> None:
+    """``TypeError`` for an array of a library that glassgrad cannot keep.
+
+    An array type keeps its type through the engine only if it speaks NumPy's dispatch
+    protocols (``__array_ufunc__`` and ``__array_function__``, as Dask and CuPy do);
+    one that offers only a conversion (``__array__``) would be silently turned into a
+    NumPy array (for a lazy or device array: computed, or copied to the host).
+    """
+    if is_array(x) or isinstance(x, numbers.Number) or is_foreign_array(x):
+        return
+    kind = type(x)
+    if any(hasattr(kind, a) for a in ("__array__", "__array_interface__",
+                                      "__cuda_array_interface__", "__array_ufunc__")):
+        raise TypeError(
+            f"{what} is a {kind.__module__}.{kind.__qualname__}, an array type without "
+            "NumPy's dispatch protocols (__array_ufunc__ and __array_function__), so "
+            "glassgrad cannot keep its type and will not convert it silently; convert it "
+            "yourself first (np.asarray(x), or the library's own transfer to NumPy)")
+
+
 def as_array(data: Any, dtype: Any = None) -> Any:
     """User data as an array: foreign arrays keep their type, the rest becomes NumPy."""
     if is_foreign_array(data):
         return data if dtype is None else data.astype(dtype)
+    refuse_unkept(data, "the data")
     arr = np.array(data, dtype=dtype)
     if arr.dtype == object or arr.dtype.kind in "USVM":
         raise TypeError(f"cannot make an array from {type(data).__name__} data of dtype "
@@ -195,6 +216,9 @@ def scatter_add(shape: tuple[int, ...], index: Any, values: Any, repeats: bool =
         return _dask_scatter_add(shape, index, values, dtype)
     out = zeros(shape, dtype, like=values)
     if not repeats:
+        if is_dask_array(out):  # Dask's assignment takes no None: drop those axes
+            index = tuple(i for i in _parts(index) if i is not None)
+            values = values.reshape(out[index].shape)
         out[index] = values
         return out
     try:  # NumPy's ufunc.at, which CuPy (and every library with __array_ufunc__) takes

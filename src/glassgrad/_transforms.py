@@ -37,6 +37,7 @@ def _as_input(x: Any, what: str) -> Any:
     if isinstance(x, int | np.integer):
         raise TypeError(f"{what} is the integer {x!r}; differentiation needs float inputs: "
                         "pass 2.0 rather than 2")
+    backend.refuse_unkept(x, what)
     if isinstance(x, float | complex | np.generic):  # a scalar: a 0-d array of its library
         x = backend.namespace_of(x).asarray(x)
     dtype = getattr(raw(x), "dtype", None)

@@ -363,6 +363,8 @@ def _float_value(x: Any) -> Any:
     if isinstance(x, float | np.floating) or (
             backend.is_numpy_array(x) and x.dtype.kind == "f"):
         return x if backend.is_numpy_array(x) else np.float64(x)
+    if backend.is_foreign_array(x) and backend.dtype_of(x).kind == "f":
+        return x  # a Dask or CuPy array is an input too, never a constant
     return None
 
 
