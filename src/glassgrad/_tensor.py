@@ -12,7 +12,9 @@ no reference cycles and is freed as soon as the last tensor of it is unreachable
 
 from __future__ import annotations
 
+import dis
 import heapq
+import inspect
 import itertools
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -128,7 +130,8 @@ class Tensor(ArrayMethods):
     array([2., 4., 6.])
     """
 
-    __slots__ = ("_value", "grad", "requires_grad", "_node", "_seq", "_cell", "__weakref__")
+    __slots__ = ("_value", "grad", "requires_grad", "_node", "_seq", "_cell", "_hollow",
+                 "__weakref__")
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None):
         if isinstance(data, Traced) and not (isinstance(data, Tensor) and data._level == 0):
@@ -145,6 +148,7 @@ class Tensor(ArrayMethods):
         self._level = 0
         self._seq = next(_sequence)
         self._cell = [0]
+        self._hollow = None
 
     # --- construction on the hot path ------------------------------------------------------
     @staticmethod
@@ -157,6 +161,7 @@ class Tensor(ArrayMethods):
         t._level = level
         t._seq = next(_sequence)
         t._cell = [0] if cell is None else cell
+        t._hollow = None
         return t
 
     def _raw(self) -> Any:
@@ -189,28 +194,25 @@ class Tensor(ArrayMethods):
 
     def _process(self, prim: Primitive, args: tuple, params: dict) -> Any:
         level = self._level
-        saved: Any = ()
+        mode = MODE.get()
+        if not level and mode.jit is not None:  # eager tensors inside gg.jit
+            return mode.jit.record_primitive(prim, args, params)
+        # Parents are held through their hollow stand-in where they have one (large eager
+        # arrays): the tape then keeps alive only the values the rules read.
         if len(args) == 1:  # self is the argument: the common unary case, unrolled
             vals: Any = (self._value,)
-            parents: Any = ((0, self),) if self.requires_grad else ()
-            if not level:
-                saved = ((self._cell, self._cell[0]),)
+            parents: Any = (((0, self if self._hollow is None else self._hollow),)
+                            if self.requires_grad else ())
         elif len(args) == 2:  # binary, unrolled
             x, y = args
             own_x = type(x) is Tensor and x._level == level
             own_y = type(y) is Tensor and y._level == level
             vals = (x._value if own_x else x, y._value if own_y else y)
             parents = []
-            if own_x:
-                if x.requires_grad:
-                    parents.append((0, x))
-                if not level:
-                    saved = ((x._cell, x._cell[0]),)
-            if own_y:
-                if y.requires_grad:
-                    parents.append((1, y))
-                if not level:
-                    saved += ((y._cell, y._cell[0]),)
+            if own_x and x.requires_grad:
+                parents.append((0, x if x._hollow is None else x._hollow))
+            if own_y and y.requires_grad:
+                parents.append((1, y if y._hollow is None else y._hollow))
         else:
             vals = list(args)
             parents = []
@@ -218,16 +220,14 @@ class Tensor(ArrayMethods):
                 if type(a) is Tensor and a._level == level:
                     vals[i] = a._value
                     if a.requires_grad:
-                        parents.append((i, a))
-                    if not level:
-                        saved += ((a._cell, a._cell[0]),)
-        mode = MODE.get()
-        if level == 0 and mode.jit is not None:  # eager tensors inside gg.jit
-            return mode.jit.record_primitive(prim, args, params)
+                        parents.append((i, a if a._hollow is None else a._hollow))
         if prim.nondifferentiable:  # no derivative: the value one level down is the result
             return prim.impl(*vals, **params) if level == 0 else prim(*vals, **params)
         # At level 0 every value is concrete, so the implementation runs directly.
-        ans = prim.impl(*vals, **params) if level == 0 else prim(*vals, **params)
+        if level:
+            ans = prim(*vals, **params)
+        else:
+            ans = prim.impl(*vals, **params) if params else prim.impl(*vals)
         if mode.anomaly:
             _check_finite(ans, prim.name, "forward")
         t = _new_object(Tensor)
@@ -235,12 +235,16 @@ class Tensor(ArrayMethods):
         t.grad = None
         t._level = level
         t._seq = next(_sequence)
+        t._hollow = None
         cell = t._cell = [0]
         if parents and (level or mode.grad_enabled):
             t.requires_grad = True
-            if saved:
-                saved += ((cell, 0),)
-            t._node = _new_node(Node, (prim, vals, params, ans, parents, saved))
+            if level:
+                t._node = _new_node(Node, (prim, vals, params, ans, parents, ()))
+            else:
+                t._node = _eager_node(prim, args, vals, params, ans, parents, cell)
+                if getattr(ans, "nbytes", 0) >= _HOLLOW_BYTES:
+                    t._hollow = _hollow_of(t)
         else:
             t.requires_grad = False
             t._node = None
@@ -417,6 +421,130 @@ def _owned(g: Any, seen: set[int]) -> Any:
     return g
 
 
+# --- what the eager tape keeps ------------------------------------------------------------
+
+# An eager result at least this large is held by the tape through a hollow stand-in (its
+# node, creation number and version cell, its shape and dtype, but not its values), so
+# that the array is freed as soon as the user's code and the rules no longer need it.
+_HOLLOW_BYTES = 1 << 16
+
+
+class _Shape:
+    """What the backward pass reads of a parent's value: its shape (to un-broadcast)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any):
+        self.shape = shape
+        self.dtype = dtype
+
+
+def _hollow_of(t: Tensor) -> Tensor:
+    h = _new_object(Tensor)
+    h._value = _Shape(t._value.shape, t._value.dtype)
+    h.grad = None
+    h.requires_grad = True
+    h._node = t._node
+    h._level = 0
+    h._seq = t._seq
+    h._cell = t._cell
+    h._hollow = None
+    return h
+
+
+def _eager_node(prim: Primitive, args: tuple, vals: Any, params: dict, ans: Any,
+                parents: Any, cell: list) -> Node:
+    """The tape's record of one eager operation, keeping only the arguments and output its
+    VJP rules read (``residuals``), and the versions of the eager arrays kept."""
+    entry = _RESIDUALS.get(prim)
+    if entry is None or entry[0] is not prim.vjps:
+        reads_ans, keep = residuals(prim)
+        entry = _RESIDUALS[prim] = (prim.vjps, reads_ans, keep,
+                                    keep is None or 0 in keep, keep is None or 1 in keep)
+    saved: Any = ()
+    if len(args) <= 2:  # unrolled: the hot path
+        keep_x = entry[3]
+        x = args[0]
+        if keep_x and type(x) is Tensor and not x._level:
+            saved = ((x._cell, x._cell[0]),)
+        if len(args) == 1:
+            if not keep_x:
+                vals = (None,)
+        else:
+            y = args[1]
+            keep_y = entry[4]
+            if keep_y and type(y) is Tensor and not y._level:
+                saved += ((y._cell, y._cell[0]),)
+            if not (keep_x and keep_y):
+                vals = (vals[0] if keep_x else None, vals[1] if keep_y else None)
+    else:
+        keep = entry[2]
+        if keep is not None:
+            vals = tuple([v if i in keep else None for i, v in enumerate(vals)])
+        for i, a in enumerate(args):
+            if type(a) is Tensor and not a._level and (keep is None or i in keep):
+                saved += ((a._cell, a._cell[0]),)
+    if entry[1]:
+        saved += ((cell, 0),)
+    else:
+        ans = None
+    return _new_node(Node, (prim, vals, params, ans, parents, saved))
+
+
+_RESIDUALS: dict[Primitive, tuple] = {}
+_READS = frozenset({"LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE", "LOAD_FAST_CHECK",
+                    "LOAD_FAST_AND_CLEAR", "LOAD_FAST_LOAD_FAST", "DELETE_FAST"})
+_DYNAMIC = frozenset({"locals", "vars", "eval", "exec"})
+_ELEMENTWISE_VJP = _R._elementwise_vjp(None).__code__  # g * d(ans, *args, **params)
+
+
+def residuals(prim: Primitive) -> tuple[bool, frozenset[int] | None]:
+    """What a primitive's VJP rules read, from the rules themselves: whether they read
+    ``ans``, and which arguments (None: all of them, when it cannot be told).
+
+    A rule is ``rule(g, ans, *args, **params)``; a parameter its code never loads is not
+    read. Rules derived from ``derivatives=`` read what each ``d(ans, *args)`` reads. An
+    explicit ``saves`` attribute on the row, ``(reads_ans, argument positions)``, wins.
+    """
+    explicit = getattr(prim, "saves", None)
+    if explicit is not None:
+        return explicit[0], frozenset(explicit[1])
+    vjps = prim.vjps
+    if not isinstance(vjps, tuple | list):  # EveryArgument: rules made on demand
+        return True, None
+    read: set[int] = set()
+    for rule in vjps:
+        if rule is None:
+            continue
+        positions = _reads(rule)
+        if positions is None:
+            return True, None
+        read |= positions
+    return 1 in read, frozenset(p - 2 for p in read if p >= 2)
+
+
+def _reads(fn: Any) -> set[int] | None:
+    """Positions of ``fn(g, ans, *args)``'s call that its code reads; None if unknown."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    if code is _ELEMENTWISE_VJP:  # reads g, and what d(ans, *args) reads
+        d = fn.__closure__[code.co_freevars.index("d")].cell_contents
+        inner = _reads(d)
+        return None if inner is None else {0} | {p + 1 for p in inner}
+    if _DYNAMIC & set(code.co_names):
+        return None
+    loaded = set(code.co_cellvars)
+    for ins in dis.get_instructions(code):
+        if ins.opname in _READS:
+            loaded.update(ins.argval if isinstance(ins.argval, tuple) else (ins.argval,))
+    names = code.co_varnames[:code.co_argcount]
+    if code.co_flags & inspect.CO_VARARGS:
+        if code.co_varnames[code.co_argcount + code.co_kwonlyargcount] in loaded:
+            return None  # reads *args: every argument from there on
+    return {i for i, name in enumerate(names) if name in loaded}
+
+
 # --- the backward pass --------------------------------------------------------------------
 
 
@@ -454,6 +582,8 @@ def backprop(roots: list[tuple[Tensor, Any]], pull: Callable | None = None,
     grads: dict[int, Any] = {}
     heap: list[tuple[int, Tensor]] = []
     for t, g in roots:
+        if t._hollow is not None:  # the tape knows a large eager result by its stand-in
+            t = t._hollow
         if id(t) in grads:
             grads[id(t)] = add(grads[id(t)], g)
         else:
@@ -475,6 +605,7 @@ def backprop(roots: list[tuple[Tensor, Any]], pull: Callable | None = None,
             if cell[0] != version:
                 raise _changed_in_place(prim)
         vjps = prim.vjps
+        unbroadcast = len(args) > 1 and pull is None
         for i, parent in parents:
             if pull is None:
                 try:
@@ -485,13 +616,15 @@ def backprop(roots: list[tuple[Tensor, Any]], pull: Callable | None = None,
                     raise _no_vjp(prim, i)
                 if anomaly:
                     contrib = _anomaly_rule(rule, prim, g, ans, args, params)
-                else:
+                elif params:
                     contrib = rule(g, ans, *args, **params)
+                else:  # no keywords: a cheaper call
+                    contrib = rule(g, ans, *args)
             else:
                 contrib = pull(t, i, g)
             # Only operations of several arguments broadcast; un-broadcast them here,
             # in one place, instead of in every rule.
-            if len(args) > 1 and pull is None:
+            if unbroadcast:
                 parent_shape = getattr(parent._value, "shape", ())
                 if getattr(contrib, "shape", ()) != parent_shape:
                     contrib = sum_to(contrib, shape=parent_shape)
