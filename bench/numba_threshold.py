@@ -9,8 +9,11 @@ compiled with ``gg.jit`` twice, with the NumPy backend and with ``backend="numba
 * relu: a bias add, ReLU as ``np.maximum(z, 0.0)`` and its gradient mask, float32 (W3b);
 * sigmoid: a bias add and the sigmoid with its derivative, float64 (W2).
 
-It prints the ratio numba / NumPy per size and the largest size at which numba is at
-least as fast for every run; the threshold is set at that size's power of two.
+It prints the ratio numba / NumPy per size and, per run, the largest size up to which
+numba is at least as fast. Runs that call a transcendental function (sin, exp, tanh, ...:
+NumPy's SIMD versions outrun the scalar libm calls of a loop) and runs of arithmetic and
+comparisons alone cross over at very different sizes, so ``_jit_numba`` has one threshold
+for each (``MAX_FUSED_SIZE_LIBM``, ``MAX_FUSED_SIZE``).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
         python bench/numba_threshold.py [--quick]
@@ -77,26 +80,29 @@ def best(f, args, repeats: int = 5) -> float:
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    _jit_numba.MAX_FUSED_SIZE = 1 << 62  # force fusion at every size
+    _jit_numba.MAX_FUSED_SIZE = _jit_numba.MAX_FUSED_SIZE_LIBM = 1 << 62  # fuse at any size
     rng = np.random.default_rng(0)
     sizes = [1 << k for k in range(4, 23, 4 if quick else 2)]
-    print(f"{'elements':>10} " + " ".join(f"{name:>22}" for name, _, _ in cases(16, rng)))
-    faster_up_to = 0
+    names = [name for name, _, _ in cases(16, rng)]
+    print(f"{'elements':>10} " + " ".join(f"{name:>22}" for name in names))
+    wins_up_to = dict.fromkeys(names, 0)  # largest size up to which numba always won
+    losing = set()
     for n in sizes:
         row = []
-        all_faster = True
-        for _, f, args in cases(n, rng):
+        for name, f, args in cases(n, rng):
             t_np = best(gg.jit(f), args)
             t_nb = best(gg.jit(f, backend="numba"), args)
             row.append(f"{t_np * 1e6:9.1f} {t_nb * 1e6:9.1f} {t_nb / t_np:4.2f}")
-            all_faster &= t_nb <= t_np
-        if all_faster and faster_up_to == n // (4 if quick else 2):
-            faster_up_to = n
-        elif all_faster and faster_up_to == 0 and n == sizes[0]:
-            faster_up_to = n
+            if t_nb <= t_np and name not in losing:
+                wins_up_to[name] = n
+            else:
+                losing.add(name)
         print(f"{n:>10} " + " ".join(row))
     print("(per case: NumPy µs, numba µs, numba / NumPy)")
-    print(f"numba at least as fast for every case up to {faster_up_to} elements")
+    for name in names:
+        print(f"{name}: numba at least as fast up to {wins_up_to[name]} elements")
+    print(f"in use: MAX_FUSED_SIZE_LIBM = {_jit_numba.__dict__.get('_LIBM_DEFAULT')}, "
+          f"MAX_FUSED_SIZE = {_jit_numba.__dict__.get('_ARITH_DEFAULT')}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ N_OPS = 4 * REPS
 GOAL = 2.0  # eager glassgrad, times hand-written NumPy
 JIT_GOAL = 1.2  # gg.jit, times hand-written NumPy (then: beat JAX jit)
 JIT = "glassgrad jit"
+NUMBA = "glassgrad jit numba"  # gg.jit(..., backend="numba"): goal at most 0.5x JAX jit
 
 
 def chain(x, sin=np.sin, tanh=np.tanh, total=np.sum):
@@ -65,6 +66,16 @@ def glassgrad_impls(x):
             (JIT, lambda: jitted(x))]
 
 
+def numba_impls(x):
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        common.skip_note("numba")
+        return []
+    jitted = gg.jit(gg.value_and_grad(chain), backend="numba")
+    return [(NUMBA, lambda: jitted(x))]
+
+
 def torch_impls(x):
     torch = common.load_torch()
     if torch is None:
@@ -105,7 +116,8 @@ def jax_impls(x):
     return [("JAX eager (no jit)", ready(vg)), ("JAX jit", ready(jitted))]
 
 
-WORKERS = {"numpy": numpy_impls, "glassgrad": glassgrad_impls, "torch": torch_impls,
+WORKERS = {"numpy": numpy_impls, "glassgrad": glassgrad_impls, "glassgrad-numba": numba_impls,
+           "torch": torch_impls,
            "autograd": autograd_impls, "jax": jax_impls}
 
 
@@ -127,6 +139,10 @@ def worker(name: str) -> dict:
 
 
 def verdict(label: str, ratio: float, results: dict) -> str:
+    if label == NUMBA:
+        jax = results.get("JAX jit")
+        return "" if jax is None else common.goal(results[NUMBA]["best"] / jax["best"], 0.5,
+                                                  "x JAX jit")
     if label == JIT:
         jax = results.get("JAX jit")
         vs_jax = "" if jax is None else (
@@ -143,6 +159,10 @@ def table(results: dict) -> None:
         ratio = r["best"] / ref["best"]
         err = float(np.max(np.abs(np.subtract(r["grad"], ref["grad"]))))
         exact = {True: "bit-identical", False: "DIFFERS"}.get(r.get("exact"), "")
+        if label == NUMBA and JIT in results:  # within 1e-12 relative, not bit for bit
+            rel = np.max(np.abs(np.subtract(r["grad"], results[JIT]["grad"]))
+                         / np.abs(results[JIT]["grad"]))
+            exact = f"{rel:.0e} rel. to jit"
         rows.append([label, f"{r['best'] / N_OPS * 1e6:.2f}", f"{r['median'] / N_OPS * 1e6:.2f}",
                      common.fmt_time(r["best"]), f"{ratio:.2f}x", common.fmt_time(r["first"]),
                      f"{err:.0e}", exact, verdict(label, ratio, results)])

@@ -116,12 +116,23 @@ def test_every_elementwise_row_agrees_inside_a_loop(name):
 
 def test_fallback_to_numpy_above_the_measured_size(monkeypatch):
     monkeypatch.setattr(_jit_numba, "MAX_FUSED_SIZE", 8)
+    monkeypatch.setattr(_jit_numba, "MAX_FUSED_SIZE_LIBM", 8)
     x = np.linspace(-1, 1, 10)
     fast = gg.jit(gg.value_and_grad(_chain), backend="numba")
     assert fast.kernels(x) == ""
     v, g = fast(x)
     v0, g0 = gg.jit(gg.value_and_grad(_chain))(x)
     assert v == v0 and np.array_equal(g, g0)  # the NumPy program itself
+
+
+def test_transcendental_lines_stay_numpy_above_their_own_threshold():
+    assert _jit_numba.max_size(_eq("sin", 1)) == _jit_numba.MAX_FUSED_SIZE_LIBM
+    assert _jit_numba.max_size(_eq("mul", 1, 2)) == _jit_numba.MAX_FUSED_SIZE
+    assert _jit_numba.MAX_FUSED_SIZE_LIBM < _jit_numba.MAX_FUSED_SIZE
+    x = np.linspace(-1, 1, 2 * _jit_numba.MAX_FUSED_SIZE_LIBM)
+    fast, _ = _agree(lambda x: np.sin(x * 2.0 + 1.0) * 3.0 - 1.0, (x,))
+    kernels = fast.kernels(x)
+    assert kernels.count("@numba.njit") == 2 and "np.sin(" not in kernels.split("# nk0")[1]
 
 
 def test_kernels_are_cached_on_disk_named_by_their_source(tmp_path, monkeypatch):

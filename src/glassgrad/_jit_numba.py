@@ -10,9 +10,9 @@ decided from its row of the rule table (``scalar_form``).
 Each kernel is a small generated module, written once to the cache directory under a
 name that is the hash of its source, and compiled with numba's ``cache=True``: a second
 process (or a second program with the same run) loads the machine code from disk.
-Runs whose arrays are larger than ``MAX_FUSED_SIZE`` elements stay NumPy: there NumPy's
-vectorised ufuncs beat the scalar loop (measured by ``bench/numba_threshold.py``, see
-docs/jit.md).
+Lines on arrays larger than a measured size stay NumPy (``MAX_FUSED_SIZE``, and the
+much smaller ``MAX_FUSED_SIZE_LIBM`` for transcendental functions, whose SIMD versions in
+NumPy beat a loop of scalar calls): ``bench/numba_threshold.py``, docs/jit.md.
 """
 
 from __future__ import annotations
@@ -29,11 +29,22 @@ from typing import Any
 
 import numpy as np
 
+from ._backend import is_numpy_array
 from ._jit_trace import JitTracer, inputs_of
 from ._record import Equation
 
-# Above this many elements per array a fused run stays NumPy (bench/numba_threshold.py).
-MAX_FUSED_SIZE = 1 << 16
+# Above these many elements per array a fused run stays NumPy, measured by
+# bench/numba_threshold.py (docs/jit.md): a loop of arithmetic and comparisons beat NumPy
+# up to 1M elements (0.20x at 1M, 1.5x at 4M); a loop that calls transcendental
+# functions (NumPy runs SIMD versions of them, the loop scalar libm calls) only up to
+# about 256 (0.64x at 64, 1.04x at 256, 1.5x at 1024 for W1's sin/tanh chain).
+MAX_FUSED_SIZE = _ARITH_DEFAULT = 1 << 20
+MAX_FUSED_SIZE_LIBM = _LIBM_DEFAULT = 1 << 8
+# Functions NumPy computes with SIMD code, a compiled loop with scalar libm calls.
+LIBM = frozenset("""
+exp exp2 expm1 log log2 log10 log1p logaddexp logaddexp2 power float_power sin cos tan
+arcsin arccos arctan arctan2 hypot sinh cosh tanh arcsinh arccosh arctanh cbrt
+""".split())
 MIN_RUN = 2  # a lone line gains nothing from a loop of its own
 
 _DTYPES = {"f8": "np.float64", "f4": "np.float32", "b1": "np.bool_"}
@@ -165,29 +176,43 @@ class _Line:
         self.value = value
 
 
+def _is_numeric_array(x: Any) -> bool:
+    return is_numpy_array(x) or isinstance(x, np.generic)
+
+
 def _arg_value(a: Any) -> Any:
     return a.value if isinstance(a, JitTracer) else a
 
 
 def fusable(eq: Equation, value: Any) -> bool:
-    """The line computes an array of at most ``MAX_FUSED_SIZE`` elements, elementwise,
+    """The line computes an array no larger than ``max_size`` elementwise,
     from numbers and arrays of the dtypes a loop handles."""
     if type(value) is not np.ndarray or value.ndim == 0 or _kind(value) is None:
         return False
-    if value.size > MAX_FUSED_SIZE or eq.params and any(
+    if value.size > max_size(eq) or eq.params and any(
             isinstance(v, JitTracer) for v in eq.params.values()):
         return False
     for a in eq.args:
         v = _arg_value(a)
-        if isinstance(v, np.ndarray | np.generic):
+        if _is_numeric_array(v):
             if _kind(v) is None or v.ndim > value.ndim:
                 return False
             if isinstance(a, JitTracer) or v.ndim:
                 continue
-        if _literal(v, None) is None and not isinstance(v, np.ndarray | np.generic):
+        if _literal(v, None) is None and not _is_numeric_array(v):
             return False
     dummy = [f"x{i}" for i in range(len(eq.args))]
     return scalar_form(eq, dummy, _kind(value)) is not None
+
+
+def max_size(eq: Equation) -> int:
+    """The largest array a loop computing this line beats NumPy on (measured)."""
+    impl = eq.prim.impl
+    if isinstance(impl, np.ufunc):
+        return MAX_FUSED_SIZE_LIBM if impl.__name__ in LIBM else MAX_FUSED_SIZE
+    if eq.prim.name in ("astype", "cast"):
+        return MAX_FUSED_SIZE
+    return MAX_FUSED_SIZE_LIBM  # a source column or an implementation: assume libm calls
 
 
 def find_runs(equations: list[Equation], values: dict[str, Any]) -> list[tuple[int, int]]:
@@ -243,15 +268,15 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
                 return local[var]
             name, value = var, a.value
         else:
-            lit = _literal(a, dtype) if not isinstance(a, np.ndarray | np.generic) else None
+            lit = _literal(a, dtype) if not _is_numeric_array(a) else None
             if lit is not None:
                 return lit
-            if isinstance(a, np.generic) or (isinstance(a, np.ndarray) and a.ndim == 0):
-                lit = _literal(a[()] if isinstance(a, np.ndarray) else a, _kind(a))
+            if isinstance(a, np.generic) or (is_numpy_array(a) and a.ndim == 0):
+                lit = _literal(a[()] if is_numpy_array(a) else a, _kind(a))
                 if lit is None:
                     return None
                 return lit
-            if not isinstance(a, np.ndarray):
+            if not is_numpy_array(a):
                 return None
             name, value = renderer.constant(a), a
         p = f"p{len(arg_names)}"
@@ -272,8 +297,7 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
 
     for k, eq in enumerate(lines):
         dtype = _kind(values[eq.out])
-        arrays = [_arg_value(a) for a in eq.args if isinstance(_arg_value(a), np.ndarray
-                                                                  | np.generic)]
+        arrays = [_arg_value(a) for a in eq.args if _is_numeric_array(_arg_value(a))]
         work = np.result_type(*arrays) if arrays else None
         work_code = _kind(np.empty(0, work)) if work is not None else None
         lit_dtype = work_code if work_code in ("f4", "f8") else None
