@@ -142,21 +142,103 @@ def chain(x, n=500):
     return x
 
 
-def test_large_graph_is_capped():
+def test_repeats_are_drawn_and_listed_once_with_their_count():
     g = trace(chain)(0.3)
-    assert len(g.nodes) > 1000
+    assert len(g.nodes) > 1000  # the graph keeps every node
+    [r] = g.repeats()
+    assert (r.period, r.count) == (2, 499)
+    assert [g.nodes[i].op for i in r.blocks[0]] == ["add", "sin"]
+    assert r.blocks[1][0] == r.blocks[0][-1] + 1  # back to back
     dot = g.to_dot()
-    drawn = re.findall(r"^  n\d+ \[(?!.*plaintext)", dot, flags=re.M)  # constants aside
-    assert len(drawn) == MAX_NODES and "801 operations omitted" in dot
+    drawn = re.findall(r"^\s+n\d+ \[(?!.*plaintext)", dot, flags=re.M)  # constants aside
+    assert len(drawn) == 5  # x, the first sin, the block of two, the output
+    assert "× 499: 2 operations repeated" in dot and "subgraph cluster_r0" in dot
+    assert 'label="next", constraint=false' in dot and "omitted" not in dot
+    out = g.output.id  # a shared constant is drawn at each use
+    assert f'c{out}_1 [label="0.5", shape=plaintext' in dot
+    text = str(g)
+    assert "repeat 499 times in all" in text and len(text.splitlines()) < 10
+    assert len(g.to_text(max_nodes=None).splitlines()) == 1001 + 1
+    assert g.inputs[0].grad == pytest.approx(gg.grad(chain)(0.3))
+
+
+def test_large_graph_without_repeats_is_capped_with_a_note():
+    def shrinking(x):
+        for _ in range(300):  # every step has another shape: nothing repeats
+            x = x[1:] * 1.5
+        return np.sum(x)
+
+    g = trace(shrinking)(np.ones(301))
+    ops = sum(n.op not in ("input", "const") for n in g.nodes)
+    assert g.repeats() == [] and ops == 601
+    dot = g.to_dot()
+    drawn = re.findall(r"^  n\d+ \[(?!.*plaintext)", dot, flags=re.M)
+    assert len(drawn) == MAX_NODES and f"{ops - (MAX_NODES - 1)} operations omitted" in dot
     assert "n0 [" in dot and f"n{g.output.id} [" in dot  # inputs and output stay
     assert "omitted -> n" in dot and "n0 -> omitted" in dot
-    out = g.output.id  # a shared constant is drawn at each use
-    assert f'c{out}_1 [label="0.5", shape=plaintext' in dot and "n2 " not in dot
-    assert len(g.to_dot(max_nodes=None).splitlines()) > 2 * len(g.nodes) - 10
     text = str(g)
     assert "operations omitted" in text and len(text.splitlines()) <= MAX_NODES + 3
     assert len(g.to_text(max_nodes=None).splitlines()) > len(text.splitlines())
-    assert g.inputs[0].grad == pytest.approx(gg.grad(chain)(0.3))
+    uncollapsed = trace(chain)(0.3).to_dot(collapse=False)
+    assert "801 operations omitted" in uncollapsed and "cluster" not in uncollapsed
+
+
+def w1_chain(x):  # bench/w1_op_overhead.py: 25 x (sin, * 1.01, + 0.1, tanh)
+    for _ in range(25):
+        x = np.tanh(np.sin(x) * 1.01 + 0.1)
+    return np.sum(x)
+
+
+def test_the_w1_chain_collapses():
+    g = trace(w1_chain)(np.linspace(-1.0, 1.0, 1000))
+    assert [(r.period, r.count) for r in g.repeats()] == [(4, 24)]
+    dot = g.to_dot()
+    assert dot.count(" [label=") - dot.count("plaintext") == 10
+    assert 'size="15,15"' in dot  # Graphviz scales anything larger down
+
+
+def test_the_w1_chain_fits_in_1500_pixels(tmp_path):
+    pytest.importorskip("graphviz")
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot program is not installed")
+    svg = trace(w1_chain)(np.linspace(-1.0, 1.0, 1000))._repr_svg_()
+    width, height = (float(v) for v in re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"',
+                                                 svg).groups())
+    assert width * 4 / 3 <= 1500 and height * 4 / 3 <= 1500  # 1 pt = 4/3 px
+
+
+def mlp():
+    layers = []
+    for k in range(6):
+        layers += [gg.nn.Linear(3, 3, rng=np.random.default_rng(k)), gg.nn.Tanh()]
+    return gg.nn.Sequential(*layers)
+
+
+def test_modules_are_clusters_and_parameters_are_named():
+    net = mlp()
+    g = trace(net)(np.ones((2, 3)))  # a module traces with its own modules
+    ops = [n for n in g.nodes if n.op not in ("input", "const")]
+    assert [(n.op, n.module) for n in ops[:3]] == [("matmul", "0"), ("add", "0"),
+                                                   ("tanh", "")]
+    assert g.modules["0"] == "Linear"
+    params = {n.name for n in g.nodes if n.op == "const"}
+    assert {"0.weight", "0.bias", "10.weight"} <= params
+    g = trace(lambda x: np.sum(net(x)), modules=net)(np.ones((2, 3)))
+    assert [(r.period, r.count) for r in g.repeats()] == [(3, 5)]  # layers 2 to 10
+    dot = g.to_dot()
+    assert 'label="0 (Linear)"' in dot and 'label="2 (Linear)"' in dot
+    assert "× 5" in dot and 'label="0.weight\\n(3, 3) float64"' in dot
+    assert "%1 = param 0.weight" in g.to_text()
+    plain = trace(lambda x: np.sum(net(x)))(np.ones((2, 3)))
+    assert all(n.module == "" for n in plain.nodes) and "Linear" not in plain.to_dot()
+
+
+def test_notebook_view_without_graphviz_is_a_listing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "graphviz", None)
+    g = trace(chain)(0.3)
+    page = g._repr_html_()
+    assert page.startswith("<div>") and "<pre" in page and "repeat 499 times" in page
+    assert "&lt;Graph: 1 inputs" in page and "Install Graphviz" in page
 
 
 def test_render_without_graphviz_says_how_to_install(monkeypatch, tmp_path):
@@ -209,6 +291,7 @@ def test_render_writes_the_file(monkeypatch, tmp_path):
     g.render(tmp_path / "g", format="pdf")
     assert calls == ["png", "pdf"] and (tmp_path / "g").exists()
     assert g._repr_svg_() == "<svg>digraph g</svg>"
+    assert g._repr_html_() == "<svg>digraph g</svg>" and calls == ["png", "pdf", "svg"]
 
 
 def test_render_with_real_graphviz(tmp_path):
