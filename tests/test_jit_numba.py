@@ -76,7 +76,10 @@ def _eq(name, *args, **params):
 
 
 def test_scalar_form_is_read_from_the_row():
-    assert _jit_numba.scalar_form(_eq("add", 1, 2), ["a", "b"], "f8") == ("np.add(a, b)", None)
+    assert _jit_numba.scalar_form(_eq("add", 1, 2), ["a", "b"], "f8") == ("(a + b)", None)
+    assert _jit_numba.scalar_form(_eq("exp", 1), ["a"], "f8") == ("math.exp(a)", None)
+    assert _jit_numba.scalar_form(_eq("maximum", 1, 2), ["a", "b"], "f8") == (
+        "np.maximum(a, b)", None)  # NaN-propagating, unlike max()
     code, helper = _jit_numba.scalar_form(_eq("sigmoid", 1, a=1.0), ["a"], "f8")
     assert "np.logaddexp" in code and helper is None
     assert _jit_numba.scalar_form(_eq("relu", 1), ["a"], "f8") == ("gg_relu(a)", "gg_relu")
@@ -178,3 +181,18 @@ def test_train_step_with_the_numba_program_trains_like_numpy():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown backend"):
         gg.jit(np.sin, backend="cuda")
+
+
+def test_special_values_follow_numpy():
+    x = np.array([0.0, -0.0, 1.0, np.nan, np.inf, -np.inf, 800.0, -1.5])
+    y = np.array([0.0, 0.0, 0.0, 1.0, np.inf, 2.0, 1.0, 0.0])
+
+    def f(x, y):
+        q = x / y * 2.0 - 1.0
+        return np.exp(q) + np.maximum(q, x) - np.tanh(x) * (x > y)
+
+    with np.errstate(all="ignore"):
+        fast, plain = gg.jit(f, backend="numba"), gg.jit(f)
+        a, b = fast(x, y), plain(x, y)
+    assert "@numba.njit" in fast.kernels(x, y)
+    np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True)
