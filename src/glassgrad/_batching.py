@@ -255,7 +255,7 @@ def _batch_size(flat: list) -> int:
         if ax is None:
             continue
         nd = ndim_of(leaf)
-        if not -nd <= ax < max(nd, 0) or nd == 0:
+        if not -nd <= ax < nd:
             raise ValueError(f"vmap: in_axes {ax} is out of range for an argument of shape "
                              f"{shape_of(leaf)}; a batched argument needs that axis")
         sizes.setdefault(shape_of(leaf)[ax], shape_of(leaf))
