@@ -46,6 +46,7 @@ exp exp2 expm1 log log2 log10 log1p logaddexp logaddexp2 power float_power sin c
 arcsin arccos arctan arctan2 hypot sinh cosh tanh arcsinh arccosh arctanh cbrt
 """.split())
 MIN_RUN = 2  # a lone line gains nothing from a loop of its own
+PACK_BYTES = 1 << 16  # results smaller than this come back as rows of one array
 
 _DTYPES = {"f8": "np.float64", "f4": "np.float32", "b1": "np.bool_"}
 
@@ -264,10 +265,16 @@ class Kernel:
         self.arg_values = arg_values
         self.helpers = helpers
         self.function: Callable | None = None
+        self.pattern: list[list[str] | str] = [[v] for v in out_names]  # how results unpack
 
 
 def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str, str],
-                needed_after: set[str], renderer: Any) -> Kernel | None:
+                needed_after: set[str], renderer: Any,
+                stacked: dict[str, tuple[str, int, Any]] | None = None) -> Kernel | None:
+    """The loop of one run. ``stacked`` maps results of earlier loops that are rows of a
+    stack to ``(stack name, row, stack value)``: the loop reads the row from the stack
+    instead of being handed each row as an array of its own."""
+    stacked = stacked or {}
     shape = values[lines[0].out].shape
     idx = [f"i{k}" for k in range(len(shape))]
     arg_names: list[str] = []
@@ -284,6 +291,18 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
             if var in local:
                 return local[var]
             name, value = var, a.value
+            if var in stacked:
+                stack, row, value = stacked[var]
+                if stack in local:
+                    rows = local[stack]
+                else:
+                    rows = local[stack] = f"p{len(arg_names)}"
+                    arg_names.append(stack)
+                    arg_values.append(value)
+                scalar = f"x{len(arg_names)}_{row}"
+                loads.append(f"{scalar} = {rows}[{', '.join([str(row), *idx])}]")
+                local[var] = scalar
+                return scalar
         else:
             lit = _literal(a, dtype) if not _is_numeric_array(a) else None
             if lit is not None:
@@ -339,17 +358,35 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
         local[eq.out] = t
         kinds_of[eq.out] = dtype
     outs = [eq.out for eq in lines if eq.out in needed_after]
+    # Small results of one dtype are rows of one array (one allocation, one object handed
+    # back to Python: boxing each small array costs more than computing it); the caller
+    # unpacks the rows. Large results stay arrays of their own, freed one by one.
+    size = int(np.prod(shape))
+    groups: dict[str, list[str]] = {}
+    for var in outs:
+        kind = _kind(values[var])
+        key = kind if size * values[var].itemsize < PACK_BYTES else var
+        groups.setdefault(key, []).append(var)
     loop_indent = "    " * (len(shape) + 1)
     src = ["def kernel(" + ", ".join(f"p{i}" for i in range(len(arg_names))) + "):"]
-    for j, eq in enumerate(e for e in lines if e.out in needed_after):
-        src.append(f"    o{j} = np.empty({tuple(shape)!r}, {_DTYPES[_kind(values[eq.out])]})")
+    pattern: list[list[str] | str] = []
+    stores = []
+    for j, (key, members) in enumerate(groups.items()):
+        dtype = _DTYPES[_kind(values[members[0]])]
+        if key in _DTYPES and len(members) > 1:  # a stack of rows
+            src.append(f"    o{j} = np.empty({(len(members), *shape)!r}, {dtype})")
+            stores += [f"o{j}[{', '.join([str(r), *idx])}] = {local[v]}"
+                       for r, v in enumerate(members)]
+            pattern.append(members)
+        else:
+            src.append(f"    o{j} = np.empty({tuple(shape)!r}, {dtype})")
+            stores.append(f"o{j}[{', '.join(idx)}] = {local[members[0]]}")
+            pattern.append(members[0])
     src += hoisted
     for d, n in enumerate(shape):
         src.append("    " * (d + 1) + f"for {idx[d]} in range({n}):")
-    src += [loop_indent + line for line in loads + body]
-    for j, var in enumerate(outs):
-        src.append(f"{loop_indent}o{j}[{', '.join(idx)}] = {local[var]}")
-    src.append("    return (" + "".join(f"o{j}, " for j in range(len(outs))) + ")")
+    src += [loop_indent + line for line in loads + body + stores]
+    src.append("    return (" + "".join(f"o{j}, " for j in range(len(groups))) + ")")
     header = ["import math", "", "import numba", "import numpy as np", ""]
     for helper, impl in sorted(helpers.items()):
         # The implementation's source is part of the file (so of its hash): a changed row
@@ -359,7 +396,9 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
     header.append("@numba.njit(cache=True, nogil=True, error_model='numpy')")
     source = "\n".join(header + src) + "\n"
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    return Kernel(source, f"gg_kernel_{digest}", arg_names, outs, arg_values, helpers)
+    kernel = Kernel(source, f"gg_kernel_{digest}", arg_names, outs, arg_values, helpers)
+    kernel.pattern = pattern
+    return kernel
 
 
 def build(kernel: Kernel) -> bool:
@@ -406,25 +445,39 @@ def fuse(equations: list[Equation], rename: dict[str, str], values: dict[str, An
         for v in inputs_of(eq):
             used_at.setdefault(rename.get(v, v), []).append(i)
     fused: dict[int, tuple[int, Kernel]] = {}
-    kernels = []
+    kernels: list[Kernel] = []
+    stacked: dict[str, tuple[str, int, Any]] = {}
     for start, stop in find_runs(equations, values):
         lines = equations[start:stop]
         needed = {eq.out for eq in lines
                   if eq.out in keep or any(i >= stop for i in used_at.get(eq.out, ()))}
-        kernel = make_kernel(lines, values, rename, needed, renderer)
+        kernel = make_kernel(lines, values, rename, needed, renderer, stacked)
         if kernel is None or not kernel.out_names or not build(kernel):
             continue
         fused[start] = (stop, kernel)
         kernels.append(kernel)
+        for j, entry in enumerate(kernel.pattern):
+            if not isinstance(entry, str):  # rows of one array: later loops read the rows
+                name = f"stack{len(kernels)}_{j}"
+                first = values[entry[0]]
+                value = np.empty((len(entry), *first.shape), first.dtype)
+                kernel.pattern[j] = (name, entry)
+                stacked.update((v, (name, r, value)) for r, v in enumerate(entry))
     return fused, kernels
 
 
 def program_lines(equations: list[Equation], fused: dict[int, tuple[int, Kernel]],
                   render_line: Callable[[int], str], dead: dict[int, list[str]],
-                  namespace: dict[str, Any]) -> list[str]:
+                  namespace: dict[str, Any], keep: set[str]) -> list[str]:
     """The body of the program that runs: each fused run as one kernel call, the other
     lines as in the NumPy program (``render_line(i)``), and the NumPy program's ``del`` of
     large intermediates after their last use (``dead``)."""
+    in_runs = {j for start, (stop, _) in fused.items() for j in range(start, stop)}
+    outside = set(keep) | {v for j, eq in enumerate(equations) if j not in in_runs
+                           for v in inputs_of(eq)}
+    stacked_vars = {v for _, k in fused.values() for e in k.pattern if not isinstance(e, str)
+                    for v in e[1]}
+    made: set[str] = set()
     lines = []
     i = 0
     while i < len(equations):
@@ -436,11 +489,18 @@ def program_lines(equations: list[Equation], fused: dict[int, tuple[int, Kernel]
             stop, kernel = fused[i]
             name = f"nk{len([n for n in namespace if n.startswith('nk')])}"
             namespace[name] = kernel.function
-            outs = ", ".join(kernel.out_names) + ","
+            outs = ", ".join(v if isinstance(v, str) else v[0] for v in kernel.pattern) + ","
             lines.append(f"    {outs} = {name}({', '.join(kernel.arg_names)})")
+            for entry in kernel.pattern:
+                if not isinstance(entry, str):  # rows that NumPy lines read, as views
+                    for r, v in enumerate(entry[1]):
+                        if v in outside:
+                            lines.append(f"    {v} = {entry[0]}[{r}]")
+                            made.add(v)
             inside = {eq.out for eq in equations[i:stop]} - set(kernel.out_names)
             ended = [v for j in range(i, stop) for v in dead.get(j, []) if v not in inside]
             i = stop
+        ended = [v for v in ended if v in made or v not in stacked_vars]
         if ended:
             lines.append(f"    del {', '.join(ended)}")
     return lines

@@ -146,7 +146,8 @@ def compile_program(program: Program, out_leaves: list[Any], out_def: Any,
                                           renderer)
         if fused:
             namespace = renderer.namespace
-            body = _jit_numba.program_lines(equations, fused, render_line, dead, namespace)
+            body = _jit_numba.program_lines(equations, fused, render_line, dead, namespace,
+                                            out_vars)
             runner = "\n".join(head + body + tail) + "\n"
             kernels = _jit_numba.describe(runner, compiled)
             run = _function_from_source(runner, name, dict(namespace))
