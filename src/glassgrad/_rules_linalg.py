@@ -31,9 +31,18 @@ from ._backend import dtype_of, float_dtype, ndim_of, shape_of
 from ._ops import implements, no_out
 from ._primitive import Examples
 from ._rules import _swap_last, _uniform, defprimitive
-from ._rules_more import leading_batch
+from ._rules_more import _is_complex, _np_abs, conj, leading_batch, real
 
 T = _swap_last
+
+
+def _real_only(name: str, *arrays: Any) -> None:
+    """The rules of these decompositions are written for real matrices: a complex one
+    is refused rather than given a wrong derivative."""
+    if any(_is_complex(a) for a in arrays):
+        raise TypeError(f"np.linalg.{name} of a complex traced matrix is not supported: its "
+                        "rule is written for real matrices (inv, det, solve, matrix_power, "
+                        "einsum and the norms take complex values)")
 
 
 def _eye(n: int, like: Any) -> np.ndarray:
@@ -180,13 +189,27 @@ def _explicit_subscripts(subscripts: str, operands: tuple) -> str:
     return ",".join(spelled) + "->" + out
 
 
+def _from_interleaved(args: list) -> tuple[str, list]:
+    """np.einsum(a, [0, 1], b, [1, 2], [0, 2]) as ('ab,bc->ac', [a, b])."""
+    letters = string.ascii_letters
+
+    def spell(sub):
+        return "".join("..." if i is Ellipsis else letters[int(i)] for i in sub)
+
+    operands, subs = args[0::2], [spell(s) for s in args[1::2]]
+    out = None
+    if len(operands) > len(subs):  # a trailing output sublist
+        out = spell(operands.pop())
+    spec = ",".join(subs) + ("" if out is None else "->" + out)
+    return spec, operands
+
+
 @implements(np.einsum)
 def _np_einsum(*operands, out=None, optimize=False, **kwargs):
     no_out("einsum", {"out": out, **{k: v for k, v in kwargs.items() if k != "casting"}})
     subscripts, *operands = operands
     if not isinstance(subscripts, str):
-        raise TypeError("np.einsum on traced values needs the subscripts string form "
-                        "(e.g. 'ij,jk->ik'), not the interleaved operand/axes form")
+        subscripts, operands = _from_interleaved([subscripts, *operands])
     operands = tuple(operands)
     spec = _explicit_subscripts(subscripts, operands)
     if len(set(spec.split("->")[1])) != len(spec.split("->")[1]):
@@ -222,26 +245,35 @@ det = defprimitive(
 )
 
 
-def _logabsdet_impl(x):
-    return np.linalg.slogdet(x)[1]
+def _slogdet_impl(x):
+    sign, logdet = np.linalg.slogdet(x)
+    return np.stack([sign, logdet], axis=-1)
 
 
-def _sign_of_det_impl(x):
-    return np.linalg.slogdet(x)[0]
+def _slogdet_vjp(g, ans, x):
+    # The sign (entry 0) is piecewise constant: only log|det| (entry 1) has a derivative.
+    return _col(_col(R.getitem(g, index=(Ellipsis, 1)))) * T(inv(x))
 
 
-logabsdet = defprimitive(
-    "logabsdet", _logabsdet_impl, vjp=[lambda g, ans, x: _col(_col(g)) * T(inv(x))],
-    jvp=lambda t, ans, x: R.sum_(T(inv(x)) * t[0], axis=(-2, -1)),
+def _slogdet_jvp(t, ans, x):
+    logdet_dot = R.sum_(T(inv(x)) * t[0], axis=(-2, -1))
+    return R.concatenate(_col(R.mul(logdet_dot, 0.0)), _col(logdet_dot), axis=-1)
+
+
+# One LAPACK call for both results: the sign and log|det| stacked on a last axis of 2.
+slogdet_packed = defprimitive(
+    "slogdet", _slogdet_impl, vjp=[_slogdet_vjp], jvp=_slogdet_jvp,
     test=Examples(lambda rng: _square_test(rng) + [((np.diag([-1.0, 2.0, 0.5]),), {})]),
-    batch=leading_batch("logabsdet"),
+    batch=leading_batch("slogdet"),
 )
-sign_of_det = R._nondiff("sign_of_det", _sign_of_det_impl, batch=leading_batch("sign_of_det"))
 
 
 @implements(np.linalg.slogdet)
 def _np_slogdet(x):
-    return np.linalg._linalg.SlogdetResult(sign_of_det(x), logabsdet(x))
+    _real_only("slogdet", x)
+    packed = slogdet_packed(x)
+    return np.linalg._linalg.SlogdetResult(R.getitem(packed, index=(Ellipsis, 0)),
+                                           R.getitem(packed, index=(Ellipsis, 1)))
 
 
 def _as_matrix_rhs(a, b):
@@ -348,9 +380,16 @@ def _spd(rng, s):
 
 
 cholesky = defprimitive("cholesky", np.linalg.cholesky, vjp=[_cholesky_vjp], jvp=_cholesky_jvp,
-                        numpy=np.linalg.cholesky, batch=leading_batch("cholesky"),
+                        batch=leading_batch("cholesky"),
                         test=Examples(lambda rng: [((_spd(rng, s),), {})
                                                    for s in [(3, 3), (2, 4, 4)]]))
+
+
+@implements(np.linalg.cholesky)
+def _np_cholesky(a, /, *, upper=False):
+    _real_only("cholesky", a)
+    low = cholesky(a)
+    return T(low) if upper else low
 
 
 # --- eigh: eigenvalues as the first row above the eigenvectors --------------------------------
@@ -416,6 +455,7 @@ eigh_packed = defprimitive("eigh", _eigh_impl, vjp=[_eigh_vjp], jvp=_eigh_jvp,
 
 @implements(np.linalg.eigh)
 def _np_eigh(a, UPLO="L"):
+    _real_only("eigh", a)
     w, v = _eigh_split(eigh_packed(a, UPLO=UPLO))
     return np.linalg._linalg.EighResult(w, v)
 
@@ -442,28 +482,44 @@ eigvalsh = defprimitive("eigvalsh", _eigvalsh_impl, vjp=[_eigvalsh_vjp], jvp=_ei
 
 @implements(np.linalg.eigvalsh)
 def _np_eigvalsh(a, UPLO="L"):
+    _real_only("eigvalsh", a)
     return eigvalsh(a, UPLO=UPLO)
 
 
-# --- svd: U above s above Vh (tall or square matrices; a wide one is transposed) ------------
+# --- svd: U, s and Vh packed in one array -----------------------------------------------------
+# A tall or square matrix packs along the rows: U (m x n) above s (1 x n) above Vh (n x n).
+# A wide one packs along the columns: U (m x m), s (m x 1), Vh (m x n) side by side; its
+# rules are the tall ones applied to the transpose (svd(A^T) has the same factors,
+# transposed: no second decomposition, and NumPy's signs are kept).
 
 
 def _svd_impl(x):
     u, s, vh = np.linalg.svd(x, full_matrices=False)
-    return np.concatenate([u, s[..., None, :], vh], axis=-2)
+    m, n = x.shape[-2:]
+    if m >= n:
+        return np.concatenate([u, s[..., None, :], vh], axis=-2)
+    return np.concatenate([u, s[..., :, None], vh], axis=-1)
 
 
-def _svd_split(p, m):
-    u = R.getitem(p, index=(Ellipsis, slice(0, m), slice(None)))
-    s = R.getitem(p, index=(Ellipsis, m, slice(None)))
-    vh = R.getitem(p, index=(Ellipsis, slice(m + 1, None), slice(None)))
+def _svd_split(p, m, n):
+    if m >= n:
+        u = R.getitem(p, index=(Ellipsis, slice(0, m), slice(None)))
+        s = R.getitem(p, index=(Ellipsis, m, slice(None)))
+        vh = R.getitem(p, index=(Ellipsis, slice(m + 1, None), slice(None)))
+        return u, s, vh
+    u = R.getitem(p, index=(Ellipsis, slice(None), slice(0, m)))
+    s = R.getitem(p, index=(Ellipsis, slice(None), m))
+    vh = R.getitem(p, index=(Ellipsis, slice(None), slice(m + 1, None)))
     return u, s, vh
 
 
-def _svd_vjp(g, ans, x):
-    m, n = shape_of(x)[-2:]
-    u, s, vh = _svd_split(ans, m)
-    gu, gs, gvh = _svd_split(g, m)
+def _svd_pack(u, s, vh, m, n):
+    if m >= n:
+        return R.concatenate(u, _row(s), vh, axis=-2)
+    return R.concatenate(u, _col(s), vh, axis=-1)
+
+
+def _svd_tall_vjp(u, s, vh, gu, gs, gvh, m, n):
     v, gv = T(vh), T(gvh)
     utgu, vtgv = T(u) @ gu, T(v) @ gv
     s2 = s * s
@@ -475,11 +531,8 @@ def _svd_vjp(g, ans, x):
     return out
 
 
-def _svd_jvp(t, ans, x):
-    m, n = shape_of(x)[-2:]
-    u, s, vh = _svd_split(ans, m)
+def _svd_tall_jvp(u, s, vh, a_dot, m, n):
     v = T(vh)
-    a_dot = t[0]
     ds_mat = T(u) @ a_dot @ v
     s_dot = _diag_part(ds_mat)
     s2 = s * s
@@ -490,11 +543,29 @@ def _svd_jvp(t, ans, x):
     if m > n:
         dav = a_dot @ v
         u_dot = u_dot + (dav - u @ (T(u) @ dav)) / _row(s)
-    return R.concatenate(u_dot, _row(s_dot), T(v_dot), axis=-2)
+    return u_dot, s_dot, T(v_dot)
+
+
+def _svd_vjp(g, ans, x):
+    m, n = shape_of(x)[-2:]
+    u, s, vh = _svd_split(ans, m, n)
+    gu, gs, gvh = _svd_split(g, m, n)
+    if m >= n:
+        return _svd_tall_vjp(u, s, vh, gu, gs, gvh, m, n)
+    return T(_svd_tall_vjp(T(vh), s, T(u), T(gvh), gs, T(gu), n, m))
+
+
+def _svd_jvp(t, ans, x):
+    m, n = shape_of(x)[-2:]
+    u, s, vh = _svd_split(ans, m, n)
+    if m >= n:
+        return _svd_pack(*_svd_tall_jvp(u, s, vh, t[0], m, n), m, n)
+    vh_dot, s_dot, u_dot = _svd_tall_jvp(T(vh), s, T(u), T(t[0]), n, m)
+    return _svd_pack(T(u_dot), s_dot, T(vh_dot), m, n)
 
 
 def _svd_test(rng):
-    return [((_uniform(rng, s),), {}) for s in [(3, 3), (4, 2), (2, 5, 3)]]
+    return [((_uniform(rng, s),), {}) for s in [(3, 3), (4, 2), (2, 5, 3), (2, 4), (2, 2, 3)]]
 
 
 svd_packed = defprimitive("svd", _svd_impl, vjp=[_svd_vjp], jvp=_svd_jvp,
@@ -508,11 +579,8 @@ def _svdvals_impl(x):
 
 def _svdvals_uv(x):
     m, n = shape_of(x)[-2:]
-    if m >= n:
-        u, _, vh = _svd_split(svd_packed(x), m)
-        return u, vh
-    u, _, vh = _svd_split(svd_packed(T(x)), n)
-    return T(vh), T(u)
+    u, _, vh = _svd_split(svd_packed(x), m, n)
+    return u, vh
 
 
 def _svdvals_vjp(g, ans, x):
@@ -533,6 +601,7 @@ svdvals = defprimitive("svdvals", _svdvals_impl, vjp=[_svdvals_vjp], jvp=_svdval
 
 @implements(np.linalg.svd)
 def _np_svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    _real_only("svd", a)
     if not compute_uv:
         return svdvals(a)
     m, n = shape_of(a)[-2:]
@@ -540,16 +609,13 @@ def _np_svd(a, full_matrices=True, compute_uv=True, hermitian=False):
         raise TypeError("np.linalg.svd(full_matrices=True) of a non-square traced matrix is "
                         "not supported: the extra singular vectors are not unique; pass "
                         "full_matrices=False")
-    if m >= n:
-        u, s, vh = _svd_split(svd_packed(a), m)
-    else:
-        v, s, ut = _svd_split(svd_packed(T(a)), n)
-        u, vh = T(ut), T(v)
+    u, s, vh = _svd_split(svd_packed(a), m, n)
     return np.linalg._linalg.SVDResult(u, s, vh)
 
 
 @implements(np.linalg.svdvals)
 def _np_svdvals(x):
+    _real_only("svdvals", x)
     return svdvals(x)
 
 
@@ -600,6 +666,7 @@ qr_packed = defprimitive(
 
 @implements(np.linalg.qr)
 def _np_qr(a, mode="reduced"):
+    _real_only("qr", a)
     m, n = shape_of(a)[-2:]
     if m < n or mode not in ("reduced", "r", "complete") or (mode == "complete" and m != n):
         raise TypeError(f"np.linalg.qr(mode={mode!r}) of a traced {m}x{n} matrix is not "
@@ -640,6 +707,7 @@ pinv = defprimitive(
 
 @implements(np.linalg.pinv)
 def _np_pinv(a, rcond=None, hermitian=False, *, rtol=None):
+    _real_only("pinv", a)
     return pinv(a, rcond=rcond if rtol is None else rtol)
 
 
@@ -663,7 +731,8 @@ def _np_matrix_power(a, n):
 def _safe_l2(x, axis, keepdims):
     """sqrt(sum(x^2)) with gradient 0 (PyTorch's subgradient) where the norm is 0, rather
     than the 0/0 = NaN of the plain formula."""
-    ss = R.sum_(x * x, axis=axis, keepdims=keepdims)
+    sq = real(x * conj(x)) if _is_complex(x) else x * x
+    ss = R.sum_(sq, axis=axis, keepdims=keepdims)
     zero = R.equal(ss, 0)
     return R.where(zero, 0.0, R.sqrt(R.where(zero, 1.0, ss)))
 
@@ -691,7 +760,7 @@ def _reshape_kept(out, nd, keepdims):
 def _vector_norm(x, ord, axis, keepdims):  # noqa: A002
     if ord is None or ord == 2:
         return _safe_l2(x, axis, keepdims)
-    a = R.abs_(x)
+    a = _np_abs(x)
     if ord == np.inf:
         return R.max_(a, axis=axis, keepdims=keepdims)
     if ord == -np.inf:
@@ -712,11 +781,12 @@ def _matrix_norm(x, ord, axis, keepdims):  # noqa: A002
         out = _safe_l2(x, axis, True)
     elif ord in (1, -1, np.inf, -np.inf):
         sum_axis, pick_axis = (r, c) if ord in (1, -1) else (c, r)
-        sums = R.sum_(R.abs_(x), axis=sum_axis, keepdims=True)
+        sums = R.sum_(_np_abs(x), axis=sum_axis, keepdims=True)
         pick = R.max_ if ord in (1, np.inf) else R.min_
         out = pick(sums, axis=pick_axis, keepdims=True)
     elif ord in (2, -2, "nuc"):
         moved = _ops.transpose(x, [i for i in range(ndim_of(x)) if i not in axis] + [r, c])
+        _real_only(f"norm(ord={ord!r})", x)
         s = svdvals(moved)
         out = (R.sum_ if ord == "nuc" else R.max_ if ord == 2 else R.min_)(s, axis=-1)
         shape = list(shape_of(x))

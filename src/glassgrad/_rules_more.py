@@ -325,12 +325,18 @@ def _np_var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs
     axis = _ops._axis(axis)
     centred = x - R.mean(x, axis=axis, keepdims=True)
     n = R._count(x, axis)
-    return R.sum_(centred * centred, axis=axis, keepdims=bool(keepdims)) / (n - ddof)
+    # |x - mean|^2: for complex values, the real x * conj(x), as NumPy.
+    sq = real(centred * conj(centred)) if _is_complex(x) else centred * centred
+    return R.sum_(sq, axis=axis, keepdims=bool(keepdims)) / (n - ddof)
 
 
 @implements(np.std)
 def _np_std(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
-    return R.sqrt(_np_var(x, axis, dtype, out, ddof, keepdims, **kwargs))
+    # sqrt of the variance, with gradient 0 where every entry is equal (variance 0: the
+    # minimal-norm subgradient, as for the norm at 0) instead of 0 * inf = NaN.
+    var = _np_var(x, axis, dtype, out, ddof, keepdims, **kwargs)
+    zero = R.equal(var, 0)
+    return R.where(zero, 0.0, R.sqrt(R.where(zero, 1.0, var)))
 
 
 @implements(np.ptp)
@@ -680,8 +686,7 @@ def _np_select(condlist, choicelist, default=0):
 
 
 def _pad_width(pad_width, nd):
-    pw = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(-1, 2)
-                         if np.ndim(pad_width) else np.full((1, 2), int(pad_width)), (nd, 2))
+    pw = np.broadcast_to(np.asarray(pad_width, dtype=int), (nd, 2))  # NumPy's rule
     return [(int(a), int(b)) for a, b in pw]
 
 
