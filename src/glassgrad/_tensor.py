@@ -183,6 +183,13 @@ class Tensor(ArrayMethods):
         value = value._value if isinstance(value, Tensor) else value
         self._value = backend.as_array(value)
 
+    def _written(self) -> Any:
+        """The tensor's own array, for the caller to change in place (optimizers,
+        ``load_state_dict``): the change is counted first, as a write through ``.data``
+        would be, without the cost of a watched view on a hot path."""
+        self._cell[0] += 1
+        return self._value
+
     @property
     def shape(self) -> tuple[int, ...]:
         return getattr(self._value, "shape", ())

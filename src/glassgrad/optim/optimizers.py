@@ -42,7 +42,7 @@ class Optimizer:
                 raise ValueError(f"parameter {i} appears twice; it would be updated twice")
             seen.add(id(p))
         self.state: dict[int, dict[str, Any]] = {}
-        self._scratch = [np.empty_like(p.data) for p in self.params]
+        self._scratch = [np.empty_like(p._value) for p in self.params]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -66,7 +66,7 @@ class Optimizer:
         """Parameter ``i``'s state, created (zeros, step 0) at its first step."""
         state = self.state.get(i)
         if state is None:
-            zeros = {name: np.zeros_like(self.params[i].data) for name in names}
+            zeros = {name: np.zeros_like(self.params[i]._value) for name in names}
             state = self.state[i] = {"step": 0, **zeros}
         return state
 
@@ -105,7 +105,7 @@ class Optimizer:
         if not 0 <= i < len(self.params):
             raise ValueError(f"load_state_dict: state for parameter {i}, but there are "
                              f"{len(self.params)}")
-        param, out = self.params[i].data, {}
+        param, out = self.params[i]._value, {}
         for name, value in entry.items():
             if name == "step":
                 out[name] = int(np.asarray(value))
@@ -154,11 +154,10 @@ class _Group(MutableMapping):
 def _subtract(p: Tensor, step: np.ndarray) -> None:
     """``p.data -= step`` in the parameter's own memory.
 
-    Through a local name, not ``p.data -= step``: that statement also assigns the result
-    back to ``p.data``, and the in-place write is all an update needs (the engine counts
-    it, so a backward pass through a graph that saved the old value raises).
+    The engine counts the write (``_written``), so a backward pass through a graph that
+    saved the old value raises.
     """
-    data = p.data
+    data = p._written()
     data -= step
 
 
@@ -204,7 +203,7 @@ class SGD(Optimizer):
     def _update(self, i: int, p: Tensor, g: np.ndarray) -> None:
         buf = self._scratch[i]
         if self.weight_decay:
-            np.multiply(p.data, self.weight_decay, out=buf)
+            np.multiply(p._value, self.weight_decay, out=buf)
             buf += g
             g = buf
         if self.momentum:
@@ -257,10 +256,10 @@ class Adam(Optimizer):
         state = self._buffers(i, "exp_avg", "exp_avg_sq")
         buf, m, v = self._scratch[i], state["exp_avg"], state["exp_avg_sq"]
         if decay and self._decoupled:
-            data = p.data  # AdamW: shrink the weights, not the gradient
+            data = p._written()  # AdamW: shrink the weights, not the gradient
             data *= 1.0 - lr * decay
         elif decay:
-            g = g + decay * p.data
+            g = g + decay * p._value
         state["step"] = t = state["step"] + 1
         m *= b1
         np.multiply(g, 1.0 - b1, out=buf)
@@ -332,7 +331,7 @@ class RMSprop(Optimizer):
         state = self._buffers(i, *names, *(["grad_avg"] if self.centered else []))
         state["step"] += 1
         if self.weight_decay:
-            g = g + self.weight_decay * p.data
+            g = g + self.weight_decay * p._value
         v, buf, alpha = state["square_avg"], self._scratch[i], self.alpha
         v *= alpha
         np.multiply(g, g, out=buf)
