@@ -259,12 +259,14 @@ def _check_scalar_output(out: Any, name: str, holomorphic: bool = False) -> None
                         "use gg.jacobian for the full derivative or gg.vjp with a cotangent")
     dtype = np.dtype(dtype_of(raw(out)))
     if holomorphic and dtype.kind != "c":
-        raise TypeError(f"{name} with holomorphic=True needs a complex output, got dtype "
-                        f"{dtype}")
+        raise TypeError(f"{name} with holomorphic=True requires outputs with complex dtype, "
+                        f"but got {dtype.name}")
     if dtype.kind == "c" and not holomorphic:
-        raise TypeError(f"{name} requires real-valued outputs, got dtype {dtype} (as JAX): "
-                        "for the complex derivative f'(z) of a holomorphic function pass "
-                        "holomorphic=True; otherwise differentiate a real quantity (np.abs, "
+        # JAX's wording, so that code and tests ported from JAX read the same error.
+        raise TypeError(f"{name} requires real-valued outputs (output dtype that is a "
+                        f"sub-dtype of np.floating), but got {dtype.name}. For holomorphic "
+                        "differentiation (the complex derivative f'(z)), pass "
+                        "holomorphic=True. Otherwise differentiate a real quantity (np.abs, "
                         "np.real, ...) or use gg.vjp or gg.jacobian")
     if dtype.kind not in "fc":
         raise TypeError(f"{name} needs a float output, got dtype {dtype}")
@@ -274,8 +276,9 @@ def _check_holomorphic_inputs(boxed: list, name: str) -> None:
     for boxes, _, _ in boxed:
         for b in boxes:
             if np.dtype(dtype_of(b._raw())).kind != "c":
-                raise TypeError(f"{name} with holomorphic=True needs complex inputs, got "
-                                f"dtype {dtype_of(b._raw())}; pass x + 0j")
+                raise TypeError(f"{name} with holomorphic=True requires inputs with complex "
+                                f"dtype, but got {np.dtype(dtype_of(b._raw())).name}; pass "
+                                "x + 0j")
 
 
 def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
@@ -488,7 +491,7 @@ def jacobian(fun: Callable, argnums: Argnums = 0, mode: str = "reverse",
             return fun(*full, **kwargs)
 
         diff_args = tuple(args[i] for i in nums)
-        _check_jacobian_inputs(diff_args, holomorphic)
+        _check_jacobian_inputs(diff_args, holomorphic, mode)
         build = _jacobian_reverse if mode == "reverse" else _jacobian_forward
         out_def, in_defs, blocks, aux = build(partial_fun, diff_args, has_aux, holomorphic)
         per_output = []
@@ -512,34 +515,57 @@ def _basis(x: Any) -> Any:
     return backend.basis(shape_of(x), _derivative_dtype(x), like=raw(x))
 
 
-def _check_jacobian_inputs(diff_args: tuple, holomorphic: bool) -> None:
-    for x, path in zip(*[tree_flatten(diff_args)[0], leaf_paths(diff_args)], strict=True):
-        x = x._raw() if isinstance(x, Tensor) and x._level == 0 else x
-        kind = np.dtype(getattr(raw(x), "dtype", np.float64)).kind
+def _jacobian_name(mode: str) -> str:
+    return "jacrev" if mode == "reverse" else "jacfwd"
+
+
+def _kind_of(x: Any) -> str:
+    x = x._raw() if isinstance(x, Tensor) and x._level == 0 else x
+    dtype = getattr(raw(x), "dtype", None)
+    return (np.dtype(dtype) if dtype is not None else np.result_type(x)).kind
+
+
+def _check_jacobian_inputs(diff_args: tuple, holomorphic: bool, mode: str) -> None:
+    """JAX's rules: holomorphic=True needs complex inputs; forward mode needs real inputs
+    otherwise; reverse mode takes complex inputs of a real-valued function (its rows are
+    then gradients in JAX's convention)."""
+    name = _jacobian_name(mode)
+    for x, path in zip(tree_flatten(diff_args)[0], leaf_paths(diff_args), strict=True):
+        kind = _kind_of(x)
         if holomorphic and kind != "c":
-            raise TypeError(f"jacobian with holomorphic=True needs complex inputs, but "
-                            f"argument{path} is real; pass x + 0j")
-        if kind == "c" and not holomorphic:
-            raise TypeError(f"jacobian of a function of the complex argument{path} needs "
-                            "holomorphic=True (the complex derivative f'(z), as in JAX); for "
-                            "a non-holomorphic function use gg.vjp or gg.grad of a real "
-                            "quantity")
+            raise TypeError(f"{name} with holomorphic=True requires inputs with complex "
+                            f"dtype, but got {np.result_type(raw(x)).name} (argument{path} "
+                            "of gg.jacobian); pass x + 0j")
+        if kind == "c" and not holomorphic and mode == "forward":
+            raise TypeError(f"{name} requires real-valued inputs (input dtype that is a "
+                            f"sub-dtype of np.floating), but got complex (argument{path} of "
+                            "gg.jacobian(mode='forward')). For a holomorphic function pass "
+                            "holomorphic=True; for a real-valued one use mode='reverse'")
 
 
-def _check_jacobian_outputs(out_leaves: list, out: Any, holomorphic: bool) -> None:
-    if not holomorphic:
-        return
+def _check_jacobian_outputs(out_leaves: list, out: Any, holomorphic: bool, mode: str,
+                            complex_inputs: bool) -> None:
+    name = _jacobian_name(mode)
     for o, path in zip(out_leaves, leaf_paths(out), strict=True):
-        if np.dtype(dtype_of(raw(o))).kind != "c":
-            raise TypeError(f"jacobian with holomorphic=True needs complex outputs, but "
-                            f"output{path} has dtype {dtype_of(raw(o))}")
+        kind = np.dtype(dtype_of(raw(o))).kind
+        if holomorphic and kind != "c":
+            raise TypeError(f"{name} with holomorphic=True requires outputs with complex "
+                            f"dtype, but got {np.dtype(dtype_of(raw(o))).name} "
+                            f"(output{path})")
+        if kind == "c" and complex_inputs and not holomorphic:
+            raise TypeError(f"{name} requires real-valued outputs (output dtype that is a "
+                            f"sub-dtype of np.floating), but got "
+                            f"{np.dtype(dtype_of(raw(o))).name} (output{path}) of complex "
+                            "inputs. For holomorphic differentiation, pass holomorphic=True; "
+                            "otherwise use gg.vjp")
 
 
 def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool,
                       holomorphic: bool = False) -> tuple:
     out, pullback, *aux = vjp(fun, *diff_args, has_aux=has_aux)
     out_leaves, out_def = tree_flatten(out)
-    _check_jacobian_outputs(out_leaves, out, holomorphic)
+    complex_inputs = any(_kind_of(x) == "c" for x in tree_flatten(diff_args)[0])
+    _check_jacobian_outputs(out_leaves, out, holomorphic, "reverse", complex_inputs)
     in_leaves, in_defs = _in_leaves(diff_args)
     zeros = [_zeros(o) for o in out_leaves]
     blocks = []
@@ -564,7 +590,8 @@ def _jacobian_reverse(fun: Callable, diff_args: tuple, has_aux: bool,
 def _jacobian_forward(fun: Callable, diff_args: tuple, has_aux: bool,
                       holomorphic: bool = False) -> tuple:
     lin = _Linearized(fun, diff_args, has_aux, "jacobian")
-    _check_jacobian_outputs(lin.values, tree_unflatten(lin.out_def, lin.values), holomorphic)
+    _check_jacobian_outputs(lin.values, tree_unflatten(lin.out_def, lin.values), holomorphic,
+                            "forward", False)
     in_leaves, in_defs = _in_leaves(diff_args)
     # columns[a][m][j]: the tangents of output leaf j for every unit vector of input leaf
     # (a, m), pushed through the recorded evaluation in one batched forward sweep.
