@@ -121,7 +121,7 @@ def test_unsupported_forms_raise_type_error():
     with pytest.raises(TypeError, match="qr"):
         gg.grad(lambda a: np.sum(np.linalg.qr(a)[1]))(TALL.T)
     with pytest.raises(TypeError, match="complex"):
-        gg.grad(lambda a: np.sum(np.abs(np.linalg.svd(a)[1])))(M + 1j)
+        gg.grad(lambda a: np.sum(np.abs(np.linalg.qr(a)[1])))(M + 1j)
 
 
 def test_einsum_interleaved_form_and_complex_norms():
@@ -136,3 +136,31 @@ def test_tensor_backward_through_linalg():
     (np.linalg.slogdet(t)[1] + np.sum(np.linalg.solve(t, np.ones(4)))).backward()
     want = gg.grad(lambda a: np.linalg.slogdet(a)[1] + np.sum(np.linalg.solve(a, np.ones(4))))
     np.testing.assert_allclose(t.grad, want(SPD))
+
+
+@pytest.mark.parametrize("name, f, x", [
+    ("eigh", lambda a: np.sum(np.linalg.eigh(a)[0] * np.arange(4.0))
+     + np.sum(np.abs(np.linalg.eigh(a, "U")[1]) ** 3), M + 1j * M.T),
+    ("eigvalsh", lambda a: np.sum(np.linalg.eigvalsh(a) ** 3), M + 2j * M),
+    ("svd", lambda a: sum(np.sum(np.abs(p) ** 3) for p in np.linalg.svd(a, False)),
+     TALL + 1j * TALL[::-1]),
+    ("svd_wide", lambda a: sum(np.sum(np.abs(p) ** 3) for p in np.linalg.svd(a, False)),
+     WIDE + 0.5j),
+    ("nuclear", lambda a: np.linalg.norm(a, "nuc"), TALL - 1j * TALL),
+    ("cholesky", lambda a: np.sum(np.abs(np.linalg.cholesky(a @ a.conj().T + 4 * np.eye(4)))),
+     M + 1j * M.T),
+])
+def test_complex_matrices_gradient_of_a_real_loss(name, f, x):
+    # Directional derivatives along random complex directions: Re(sum(g * v)) in JAX's
+    # convention (grad = df/dx - i df/dy).
+    if name == "cholesky":
+        with pytest.raises(TypeError, match="complex"):
+            gg.grad(f)(x)
+        return
+    g = gg.grad(f)(x)
+    rng = np.random.default_rng(9)
+    for _ in range(3):
+        v = rng.normal(size=x.shape) + 1j * rng.normal(size=x.shape)
+        numeric = (f(x + 1e-6 * v) - f(x - 1e-6 * v)) / 2e-6
+        assert np.real(np.sum(g * v)) == pytest.approx(numeric, rel=1e-5, abs=1e-6)
+        assert gg.jvp(f, (x,), (v,))[1] == pytest.approx(numeric, rel=1e-5, abs=1e-6)

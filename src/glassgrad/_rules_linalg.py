@@ -32,6 +32,7 @@ from ._ops import implements, no_out
 from ._primitive import Examples
 from ._rules import _swap_last, _uniform, defprimitive
 from ._rules_more import _is_complex, _np_abs, conj, leading_batch, real
+from ._rules_more import imag as imag_part
 
 T = _swap_last
 
@@ -41,8 +42,9 @@ def _real_only(name: str, *arrays: Any) -> None:
     is refused rather than given a wrong derivative."""
     if any(_is_complex(a) for a in arrays):
         raise TypeError(f"np.linalg.{name} of a complex traced matrix is not supported: its "
-                        "rule is written for real matrices (inv, det, solve, matrix_power, "
-                        "einsum and the norms take complex values)")
+                        "rule is written for real matrices (inv, det, solve, eigh, eigvalsh, "
+                        "svd, svdvals, matrix_power, einsum and the norms take complex "
+                        "values)")
 
 
 def _eye(n: int, like: Any) -> np.ndarray:
@@ -73,8 +75,17 @@ def _tril(x, k=0):
     return R.where(np.tril(np.ones((n, m), dtype=bool), k), x, 0.0)
 
 
-def _mT(x):
-    return T(x)
+def _H(x):
+    """The conjugate transpose (the transpose of a real matrix)."""
+    return conj(T(x)) if _is_complex(x) else T(x)
+
+
+def _conj(x):
+    return conj(x) if _is_complex(x) else x
+
+
+def _re(x):
+    return real(x) if _is_complex(x) else x
 
 
 # --- einsum ---------------------------------------------------------------------------------
@@ -341,17 +352,16 @@ def _tri(x, uplo, k=0):
 
 
 def _seen(t, uplo="L"):
-    """The symmetric matrix the routine sees when its input moves along ``t``."""
-    return _tri(t, uplo) + T(_tri(t, uplo, -1))
+    """The symmetric (Hermitian) matrix the routine sees when its input moves along
+    ``t``: one strict triangle, its (conjugate) transpose, and the real diagonal."""
+    strict = _tri(t, uplo, -1)
+    return strict + _H(strict) + _diag_embed(_re(_diag_part(t)))
 
 
 def _seen_adjoint(s, uplo="L"):
-    """The adjoint of ``_seen``: the gradient with respect to the input it read."""
-    return _tri(s, uplo) + _tri(T(s), uplo, -1)
-
-
-def _sym(x):
-    return (x + T(x)) * 0.5
+    """The adjoint of ``_seen`` (JAX's convention for complex values): the gradient with
+    respect to the triangle the routine read, for any gradient ``s`` of the matrix it saw."""
+    return _tri(s, uplo, -1) + _tri(_H(s), uplo, -1) + _diag_embed(_re(_diag_part(s)))
 
 
 def _phi(x):
@@ -364,7 +374,7 @@ def _cholesky_vjp(g, ans, a):
     # Murray (2016): S = L^-T phi(L^T g) L^-1, symmetrised.
     L = ans
     inner = _phi(T(L) @ g)
-    return _seen_adjoint(_sym(solve(T(L), T(solve(T(L), T(inner))))))
+    return _seen_adjoint(solve(T(L), T(solve(T(L), T(inner)))))
 
 
 def _cholesky_jvp(t, ans, a):
@@ -401,7 +411,8 @@ def _eigh_impl(x, *, UPLO="L"):
 
 
 def _eigh_split(p):
-    return R.getitem(p, index=(Ellipsis, 0, slice(None))), R.getitem(
+    """The eigenvalues (real, also when the packed array is complex) and eigenvectors."""
+    return _re(R.getitem(p, index=(Ellipsis, 0, slice(None)))), R.getitem(
         p, index=(Ellipsis, slice(1, None), slice(None)))
 
 
@@ -423,13 +434,13 @@ def _eigh_vjp(g, ans, x, *, UPLO="L"):
     w, v = _eigh_split(ans)
     gw, gv = _eigh_split(g)
     inner = _diag_embed(gw) + _gap_weights(w, T(v) @ gv)
-    return _seen_adjoint(_sym(v @ inner @ T(v)), UPLO)
+    return _seen_adjoint(_conj(v) @ inner @ T(v), UPLO)
 
 
 def _eigh_jvp(t, ans, x, *, UPLO="L"):
     w, v = _eigh_split(ans)
-    m = T(v) @ _seen(t[0], UPLO) @ v
-    w_dot = _diag_part(m)
+    m = _H(v) @ _seen(t[0], UPLO) @ v
+    w_dot = _re(_diag_part(m))
     v_dot = v @ _gap_weights(w, m)
     return R.concatenate(_row(w_dot), v_dot, axis=-2)
 
@@ -440,6 +451,11 @@ def _sym_test(rng):
         m = _uniform(rng, s)
         out.append(((m + np.swapaxes(m, -1, -2),), {"UPLO": uplo}))
     return out
+
+
+def _hermitian_test(rng):
+    m = _uniform(rng, (3, 3)) + 1j * _uniform(rng, (3, 3))
+    return [((m + m.conj().T,), {"UPLO": "L"})]
 
 
 def _eigh_loss_test(rng):
@@ -455,7 +471,6 @@ eigh_packed = defprimitive("eigh", _eigh_impl, vjp=[_eigh_vjp], jvp=_eigh_jvp,
 
 @implements(np.linalg.eigh)
 def _np_eigh(a, UPLO="L"):
-    _real_only("eigh", a)
     w, v = _eigh_split(eigh_packed(a, UPLO=UPLO))
     return np.linalg._linalg.EighResult(w, v)
 
@@ -466,23 +481,22 @@ def _eigvalsh_impl(x, *, UPLO="L"):
 
 def _eigvalsh_vjp(g, ans, x, *, UPLO="L"):
     v = _eigh_split(eigh_packed(x, UPLO=UPLO))[1]
-    return _seen_adjoint(_sym((v * _row(g)) @ T(v)), UPLO)
+    return _seen_adjoint((_conj(v) * _row(_re(g))) @ T(v), UPLO)
 
 
 def _eigvalsh_jvp(t, ans, x, *, UPLO="L"):
     v = _eigh_split(eigh_packed(x, UPLO=UPLO))[1]
-    return _diag_part(T(v) @ _seen(t[0], UPLO) @ v)
+    return _re(_diag_part(_H(v) @ _seen(t[0], UPLO) @ v))
 
 
 # Eigenvalues alone: finite at repeated eigenvalues (no eigenvector term at all).
 eigvalsh = defprimitive("eigvalsh", _eigvalsh_impl, vjp=[_eigvalsh_vjp], jvp=_eigvalsh_jvp,
                         batch=leading_batch("eigvalsh"),
-                        test=Examples(_sym_test))
+                        test=Examples(lambda rng: _sym_test(rng) + _hermitian_test(rng)))
 
 
 @implements(np.linalg.eigvalsh)
 def _np_eigvalsh(a, UPLO="L"):
-    _real_only("eigvalsh", a)
     return eigvalsh(a, UPLO=UPLO)
 
 
@@ -502,15 +516,16 @@ def _svd_impl(x):
 
 
 def _svd_split(p, m, n):
+    """U, s (real, also when the packed array is complex) and Vh."""
     if m >= n:
         u = R.getitem(p, index=(Ellipsis, slice(0, m), slice(None)))
         s = R.getitem(p, index=(Ellipsis, m, slice(None)))
         vh = R.getitem(p, index=(Ellipsis, slice(m + 1, None), slice(None)))
-        return u, s, vh
+        return u, _re(s), vh
     u = R.getitem(p, index=(Ellipsis, slice(None), slice(0, m)))
     s = R.getitem(p, index=(Ellipsis, slice(None), m))
     vh = R.getitem(p, index=(Ellipsis, slice(None), slice(m + 1, None)))
-    return u, s, vh
+    return u, _re(s), vh
 
 
 def _svd_pack(u, s, vh, m, n):
@@ -520,30 +535,37 @@ def _svd_pack(u, s, vh, m, n):
 
 
 def _svd_tall_vjp(u, s, vh, gu, gs, gvh, m, n):
-    v, gv = T(vh), T(gvh)
+    # Townsend's rule with the conjugates complex matrices need (as HIPS autograd's).
+    v, gv = _H(vh), _H(gvh)
     utgu, vtgv = T(u) @ gu, T(v) @ gv
     s2 = s * s
-    inner = (_gap_weights(s2, utgu - T(utgu)) * _row(s) + _diag_embed(gs)
-             + _col(s) * _gap_weights(s2, vtgv - T(vtgv)))
-    out = u @ inner @ vh
+    inner = (_gap_weights(s2, utgu - _H(utgu)) * _row(s) + _diag_embed(_re(gs))
+             + _col(s) * _gap_weights(s2, vtgv - _H(vtgv)))
+    if _is_complex(u):  # the phase of each singular pair
+        inner = inner + _diag_embed(imag_part(_diag_part(utgu)) * 1j / s)
+    out = _conj(u) @ inner @ T(v)
     if m > n:  # the part of gu outside the span of u
-        out = out + (gu - u @ (T(u) @ gu)) / _row(s) @ vh
+        out = out + (gu - _conj(u) @ (T(u) @ gu)) / _row(s) @ T(v)
     return out
 
 
 def _svd_tall_jvp(u, s, vh, a_dot, m, n):
-    v = T(vh)
-    ds_mat = T(u) @ a_dot @ v
-    s_dot = _diag_part(ds_mat)
+    # JAX's svd_jvp_rule, conjugate transposes included.
+    v = _H(vh)
+    ds_mat = _H(u) @ a_dot @ v
+    s_dot = _re(_diag_part(ds_mat))
     s2 = s * s
     dss = ds_mat * _row(s)
     sds = _col(s) * ds_mat
-    u_dot = u @ _gap_weights(s2, dss + T(dss))
-    v_dot = v @ _gap_weights(s2, sds + T(sds))
+    u_inner = _gap_weights(s2, dss + _H(dss))
+    if _is_complex(ds_mat):  # the phase of each singular pair
+        u_inner = u_inner + _diag_embed(imag_part(_diag_part(ds_mat)) * 1j / s)
+    u_dot = u @ u_inner
+    v_dot = v @ _gap_weights(s2, sds + _H(sds))
     if m > n:
         dav = a_dot @ v
-        u_dot = u_dot + (dav - u @ (T(u) @ dav)) / _row(s)
-    return u_dot, s_dot, T(v_dot)
+        u_dot = u_dot + (dav - u @ (_H(u) @ dav)) / _row(s)
+    return u_dot, s_dot, _H(v_dot)
 
 
 def _svd_vjp(g, ans, x):
@@ -585,23 +607,24 @@ def _svdvals_uv(x):
 
 def _svdvals_vjp(g, ans, x):
     u, vh = _svdvals_uv(x)
-    return (u * _row(g)) @ vh
+    return _conj((u * _row(_re(g))) @ vh)
 
 
 def _svdvals_jvp(t, ans, x):
     u, vh = _svdvals_uv(x)
-    return _diag_part(T(u) @ t[0] @ T(vh))
+    return _re(_diag_part(_H(u) @ t[0] @ _H(vh)))
 
 
 # Singular values alone: finite at repeated singular values.
 svdvals = defprimitive("svdvals", _svdvals_impl, vjp=[_svdvals_vjp], jvp=_svdvals_jvp,
                        batch=leading_batch("svdvals"),
-                       test=Examples(_svd_test))
+                       test=Examples(lambda rng: _svd_test(rng) + [
+                           ((_uniform(rng, s) + 1j * _uniform(rng, s),), {})
+                           for s in [(3, 2), (2, 3)]]))
 
 
 @implements(np.linalg.svd)
 def _np_svd(a, full_matrices=True, compute_uv=True, hermitian=False):
-    _real_only("svd", a)
     if not compute_uv:
         return svdvals(a)
     m, n = shape_of(a)[-2:]
@@ -615,7 +638,6 @@ def _np_svd(a, full_matrices=True, compute_uv=True, hermitian=False):
 
 @implements(np.linalg.svdvals)
 def _np_svdvals(x):
-    _real_only("svdvals", x)
     return svdvals(x)
 
 
@@ -786,7 +808,6 @@ def _matrix_norm(x, ord, axis, keepdims):  # noqa: A002
         out = pick(sums, axis=pick_axis, keepdims=True)
     elif ord in (2, -2, "nuc"):
         moved = _ops.transpose(x, [i for i in range(ndim_of(x)) if i not in axis] + [r, c])
-        _real_only(f"norm(ord={ord!r})", x)
         s = svdvals(moved)
         out = (R.sum_ if ord == "nuc" else R.max_ if ord == 2 else R.min_)(s, axis=-1)
         shape = list(shape_of(x))
