@@ -50,6 +50,10 @@ class TrainStep:
 
     def loss_and_grads(self, x: Any, y: Any) -> tuple[float, list]:
         """The batch loss and the gradient of every parameter, without updating."""
+        if backend.is_dask_array(x):  # data-parallel, chunk by chunk on Dask's scheduler
+            from .distributed import loss_and_grads
+
+            return loss_and_grads(self.model, self.loss, x, y)
         values = [p.data for p in self._params]
         if not (backend.is_numpy_array(x) and backend.is_numpy_array(y)):
             value, grads = self._program(values, x, y)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend as backend
 from .._mode import no_grad
 from .._tensor import Tensor
 from ..optim import Optimizer
@@ -101,6 +102,8 @@ def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs:
     With ``jit=True`` each step's forward and backward passes run as one compiled NumPy
     program (``gg.nn.TrainStep``); the result is the same to the last bit, only faster.
     ``X`` may have any number of axes after the samples', e.g. ``(N, C, H, W)`` images.
+    A Dask array ``X`` (chunked along the samples) trains data-parallel on the active
+    Dask scheduler, chunk by chunk (``gg.nn.distributed``; docs/scaling.md).
     With ``monitor=True`` the ``History`` holds each parameter's gradient norm per epoch,
     and a vanishing gradient (below 1e-7 of the parameter's norm) or an exploding one (not
     finite, or a thousand times its first epoch's) is reported naming the parameter.
@@ -113,6 +116,10 @@ def fit(model: Module, X: Any, y: Any, loss: Loss, optimizer: Optimizer, epochs:
     >>> h.loss[-1] < 1e-3 < h.loss[0]
     True
     """
+    if backend.is_dask_array(X):  # data-parallel on Dask's scheduler
+        from .distributed import fit as fit_dask
+
+        return fit_dask(model, X, y, loss, optimizer, epochs, batch_size, shuffle, seed)
     X, y = _prepare(model, X, y, "X", "y")
     if validation is not None:
         validation = _prepare(model, *validation, "validation X", "validation y")
