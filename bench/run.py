@@ -1,4 +1,4 @@
-"""Run every benchmark (W1 to W8, W10, checkpoint memory), each in its own process; flags pass through.
+"""Run every benchmark (W1 to W10, checkpoint memory), each in its own process; flags pass through.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/run.py [--quick] [--profile]
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["w1_op_overhead.py", "w4_cheap_gradient.py", "w5_jacobians.py",
            "w2_seed_network.py", "w3_digits.py", "w6_moons.py", "w7_gp.py", "w8_per_example.py",
-           "w10_cnn.py", "checkpoint_memory.py"]
+           "w9_dask.py", "w10_cnn.py", "checkpoint_memory.py"]
 
 
 def main() -> int:
