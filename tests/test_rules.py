@@ -14,6 +14,15 @@ import pytest
 import glassgrad as gg
 from glassgrad._primitive import PRIMITIVES, Examples
 
+try:  # the scipy.special rows join the table once SciPy is imported
+    import scipy.special  # noqa: F401
+
+    from glassgrad import _ops
+
+    _ops._scipy_rows()
+except ImportError:  # pragma: no cover - SciPy absent
+    pass
+
 BUILT_IN = sorted(PRIMITIVES)
 
 

@@ -11,6 +11,7 @@ registered here with ``@implements``. Any other NumPy call on a traced value rai
 from __future__ import annotations
 
 import builtins
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,8 @@ def dispatch_table() -> dict[Callable[..., Any], Primitive | Callable[..., Any]]
     through ``gg.extend``) is reachable from NumPy at once.
     """
     global _table_cache
+    if not _SCIPY_DONE:
+        _scipy_rows()
     key = _primitive.registry_version()
     if _table_cache[0] != key:
         table: dict = {}
@@ -493,7 +496,23 @@ def stop_gradient(x: Any) -> Any:
 
 from . import _rules_fft, _rules_linalg, _rules_more  # noqa: E402,F401  (they use the above)
 
-try:  # scipy.special's ufuncs, with the optional extra `scipy`
-    from . import _rules_scipy  # noqa: E402,F401
-except ImportError:  # pragma: no cover - SciPy absent
-    pass
+
+def _scipy_rows() -> bool:
+    """Register scipy.special's rows (the optional extra ``scipy``) once SciPy is in use.
+
+    A scipy.special ufunc can only meet a traced value after the user imported it, so the
+    rows are registered then (on the next dispatch), and importing glassgrad does not pay
+    for importing SciPy.
+    """
+    global _SCIPY_DONE
+    if not _SCIPY_DONE and "scipy.special" in sys.modules:
+        _SCIPY_DONE = True
+        try:
+            from . import _rules_scipy  # noqa: F401
+        except ImportError:  # pragma: no cover - a broken SciPy
+            pass
+    return _SCIPY_DONE
+
+
+_SCIPY_DONE = False
+_scipy_rows()

@@ -161,7 +161,8 @@ def _split_aux(out: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
     if has_aux:
         if not (isinstance(out, tuple | list) and len(out) == 2):
             raise TypeError(f"{name} with has_aux=True needs the function to return a pair "
-                            f"(output, auxiliary data), got {_kind(out)}")
+                            "(output, auxiliary data), a two-element tuple, got "
+                            f"{_kind(out)}")
         out, aux = out
     else:
         aux = None
@@ -250,13 +251,15 @@ def grad(fun: Callable, argnums: Argnums = 0, has_aux: bool = False,
 
 def _check_scalar_output(out: Any, name: str, holomorphic: bool = False) -> None:
     if isinstance(out, tuple | list | dict):
-        raise TypeError(f"{name} needs a function with a scalar output, got {_kind(out)}; "
-                        "use gg.jacobian or gg.vjp for containers (or has_aux=True for "
+        raise TypeError(f"Gradient only defined for scalar-output functions. {name} needs "
+                        f"a function with a scalar output, got {_kind(out)}; use "
+                        "gg.jacobian or gg.vjp for containers (or has_aux=True for "
                         "auxiliary data)")
     shape = shape_of(out)
     if shape != ():
-        raise TypeError(f"{name} needs a function with a scalar output, got shape {shape}; "
-                        "use gg.jacobian for the full derivative or gg.vjp with a cotangent")
+        raise TypeError(f"Gradient only defined for scalar-output functions. {name} needs "
+                        f"a function with a scalar output, got shape {shape}; use "
+                        "gg.jacobian for the full derivative or gg.vjp with a cotangent")
     dtype = np.dtype(dtype_of(raw(out)))
     if holomorphic and dtype.kind != "c":
         raise TypeError(f"{name} with holomorphic=True requires outputs with complex dtype, "
