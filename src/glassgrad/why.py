@@ -649,8 +649,12 @@ class _Walk:
             lines = rows.reshape(rows.shape[0], -1)
         dead = np.flatnonzero(~lines.any(axis=1))
         source = next((p for j, p in t._node.parents if j == 1 - i), None)
-        made = f" (the result of {self._op(source)})" if source is not None and \
-            source._node is not None else ""
+        if source is None:
+            made = " (a constant: data, not a differentiated argument)"
+        elif source._node is not None:
+            made = f" (the result of {self._op(source)})"
+        else:
+            made = ""
         fix = ("a weight that only ever multiplies zeros gets no gradient: if the zeros are "
                "data (a feature that is always 0, blank pixels) that is correct; if they come "
                "from the layer before (a dead ReLU), fix that layer.")
