@@ -196,3 +196,16 @@ def test_special_values_follow_numpy():
         a, b = fast(x, y), plain(x, y)
     assert "@numba.njit" in fast.kernels(x, y)
     np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("x_shape", [(16,), (1, 16), (4, 1)])
+def test_a_later_loop_broadcasts_the_rows_an_earlier_loop_kept(x_shape):
+    def f(x, m):
+        a = np.sin(x) * 2.0          # one loop of x's shape; a and b are rows of one array
+        b = np.cos(x) + 1.0
+        return (m * a + b) * 3.0 - 1.0   # a loop of m's shape reads them, broadcast
+
+    x = np.random.default_rng(5).uniform(-1, 1, x_shape)
+    m = np.arange(64.0).reshape(4, 16)
+    fast, _ = _agree(f, (x, m))
+    assert fast.kernels(x, m).count("@numba.njit") == 2

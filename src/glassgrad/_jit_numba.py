@@ -285,6 +285,12 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
     body: list[str] = []
     helpers: dict[str, Callable] = {}
 
+    def where(value: Any) -> list[str]:
+        """The loop indices that read ``value``'s element, broadcasting it to the run."""
+        off = len(shape) - value.ndim
+        return [("0" if n == 1 and shape[off + j] != 1 else idx[off + j])
+                for j, n in enumerate(value.shape)]
+
     def read(a: Any, dtype: str | None) -> str | None:
         if isinstance(a, JitTracer):
             var = rename.get(a.var, a.var)
@@ -300,7 +306,7 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
                     arg_names.append(stack)
                     arg_values.append(value)
                 scalar = f"x{len(arg_names)}_{row}"
-                loads.append(f"{scalar} = {rows}[{', '.join([str(row), *idx])}]")
+                loads.append(f"{scalar} = {rows}[{', '.join([str(row), *where(value[0])])}]")
                 local[var] = scalar
                 return scalar
         else:
@@ -324,9 +330,7 @@ def make_kernel(lines: list[Equation], values: dict[str, Any], rename: dict[str,
         elif value.ndim == 0:
             hoisted.append(f"    {scalar} = {p}[()]")
         else:
-            off = len(shape) - value.ndim
-            index = [("0" if n == 1 and shape[off + j] != 1 else idx[off + j])
-                     for j, n in enumerate(value.shape)]
+            index = where(value)
             loads.append(f"{scalar} = {p}[{', '.join(index)}]")
         local[name] = scalar
         return scalar
