@@ -209,3 +209,12 @@ def test_a_later_loop_broadcasts_the_rows_an_earlier_loop_kept(x_shape):
     m = np.arange(64.0).reshape(4, 16)
     fast, _ = _agree(f, (x, m))
     assert fast.kernels(x, m).count("@numba.njit") == 2
+
+
+def test_an_unwritable_cache_leaves_the_numpy_program(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("GLASSGRAD_CACHE_DIR", str(blocker))
+    x = np.linspace(-1, 1, 5)
+    fast, _ = _agree(lambda x: np.exp(np.sin(x) * 1.7 + 0.3) * 2.5, (x,))
+    assert fast.kernels(x) == ""

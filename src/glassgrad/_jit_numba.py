@@ -411,13 +411,16 @@ def build(kernel: Kernel) -> bool:
     import numba
 
     directory = cache_dir()
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, kernel.name + ".py")
-    if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(kernel.source)
-        os.replace(tmp, path)  # atomic: a concurrent writer writes the same bytes
+    try:
+        if not os.path.exists(path):
+            os.makedirs(directory, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(kernel.source)
+            os.replace(tmp, path)  # atomic: a concurrent writer writes the same bytes
+    except OSError:  # no writable cache directory: the run stays NumPy
+        return False
     module = sys.modules.get(kernel.name)
     try:
         if module is None:
