@@ -270,8 +270,6 @@ def _batch_size(flat: list) -> int:
 def _box(leaf: Any, ax: Any, level: int) -> Any:
     if ax is None:
         return leaf
-    if isinstance(leaf, list):
-        leaf = backend.as_array(leaf)
     return BatchTracer(leaf, ax % ndim_of(leaf), level)
 
 
