@@ -401,7 +401,8 @@ def _relu_impl(x):
 
 
 # relu and abs have a kink at 0; glassgrad takes the derivative there to be 0.
-relu = defprimitive("relu", _relu_impl, derivatives=[lambda ans, x: _mask_as(greater(x, 0), x)],
+# The mask reads the output (ans > 0 exactly where x > 0), so the tape can let the input go.
+relu = defprimitive("relu", _relu_impl, derivatives=[lambda ans, x: _mask_as(greater(ans, 0), ans)],
                     test=Examples(lambda rng: [((_away_from_zero(rng, s),), {})
                                                for s in _SHAPES]),
                     sympy=lambda sp, x: sp.Max(x, 0),
@@ -465,7 +466,7 @@ def _pow_dy(ans, x, y):
     # d/dy x**y = log(x) x**y; 0 at x == 0 (0**y is flat for y > 0), NaN for x < 0.
     positive = greater(x, 0)
     safe_x = where(positive, x, 1.0)
-    nan = np.asarray(np.nan, dtype=float_dtype(dtype_of(ans)))
+    nan = float_dtype(dtype_of(ans)).type(np.nan)  # a scalar: device arrays take it
     at_or_below_zero = where(equal(x, 0), 0.0, nan)
     return where(positive, log(safe_x) * ans, at_or_below_zero)
 
@@ -483,7 +484,7 @@ def _share_ties(first_wins, wrt):
     def d(ans, x, y):
         # Ties share the gradient equally: 1 where this argument wins, 1/2 where tied.
         like = (x, y)[wrt]
-        half = np.asarray(0.5, dtype=float_dtype(dtype_of(like)))
+        half = float_dtype(dtype_of(like)).type(0.5)  # a scalar: device arrays take it
         return _mask_as(first_wins(x, y), like) + _mask_as(equal(x, y), like) * half
 
     return d
