@@ -138,7 +138,7 @@ def _known(x: Any) -> bool:
 def _unwrap(x: Any, allow_host: bool = False, what: str = "") -> Any:
     if isinstance(x, StrictArray):
         return x._a
-    if isinstance(x, np.ndarray) and x.ndim > 0 and not allow_host:
+    if isinstance(x, np.ndarray) and not allow_host:  # 0-d too: CuPy takes only scalars
         raise StrictConversionError(
             f"{what} mixes a StrictArray with a NumPy array of shape {x.shape}: a device "
             "library (CuPy) refuses host arrays here; create the constant with the "

@@ -192,9 +192,13 @@ def zeros_like(x: Any) -> Any:
     """A zero array with the shape of ``x`` and its float dtype (a derivative's dtype).
 
     ``x`` may be a traced value: only its shape and dtype are read, and the zeros are a
-    constant of the library that holds its concrete value.
+    constant of the library that holds its concrete value. A scalar gets a NumPy scalar,
+    which every array library takes as an operand (CuPy refuses 0-d NumPy arrays).
     """
-    return zeros(shape_of(x), float_dtype(dtype_of(x)), like=concrete(x))
+    value = concrete(x)
+    if isinstance(value, numbers.Number | np.generic):
+        return float_dtype(dtype_of(x)).type(0)
+    return zeros(shape_of(x), float_dtype(dtype_of(x)), like=value)
 
 
 def ones_like(x: Any) -> Any:
