@@ -348,8 +348,9 @@ def test_a_primitive_without_a_rule_loops_with_one_warning():
     try:
         assert name in looping_primitives()
         xs = np.arange(12.0).reshape(4, 3)
-        with pytest.warns(UserWarning, match=f"'{name}' has no batching rule"):
+        with pytest.warns(UserWarning, match=f"'{name}' has no batching rule") as record:
             out = gg.vmap(lambda x: rev(x) * 2.0)(xs)
+        assert record[0].filename == __file__  # the warning names the user's line
         np.testing.assert_array_equal(out, xs[:, ::-1] * 2.0)
         assert calls == [(3,)] * 4
         with warnings.catch_warnings():

@@ -17,6 +17,8 @@ what gets recorded.
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +30,7 @@ from . import _rules as R
 from ._array_methods import ArrayMethods
 from ._backend import dtype_of, ndim_of, shape_of
 from ._batch_rules import Batched
-from ._jit_trace import user_location
+from ._jit_trace import _NUMPY_DIR, _PACKAGE_DIR, user_location
 from ._primitive import Primitive, new_level
 from ._pytree import flatten_up_to, tree_flatten, tree_unflatten
 
@@ -145,7 +147,8 @@ def _loop(prim: Primitive, vals: list, dims: list, params: dict) -> tuple[Any, i
         _WARNED.add(prim.name)
         warnings.warn(f"vmap: primitive '{prim.name}' has no batching rule, so it runs in "
                       f"a Python loop over the batch ({size} calls); give its row a "
-                      "`batch=` rule (or a family flag) to vectorise it", stacklevel=2)
+                      "`batch=` rule (or a family flag) to vectorise it",
+                      stacklevel=_user_stacklevel())
     outs = []
     for b in range(size):
         args_b = [v if d is None else R.getitem(v, index=(slice(None),) * d + (b,))
@@ -159,6 +162,18 @@ def _loop(prim: Primitive, vals: list, dims: list, params: dict) -> tuple[Any, i
     if not outs:
         raise ValueError(f"vmap of '{prim.name}' (no batching rule) over an empty batch")
     return _ops.stack(outs), 0
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning name the user's line (the innermost frame
+    outside glassgrad and NumPy), as ``user_location`` names it in errors."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not path.startswith((_PACKAGE_DIR, _NUMPY_DIR)):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 1
 
 
 def _size_of(vals: list, dims: list, params: Any) -> int:
