@@ -129,3 +129,37 @@ def test_has_aux_on_vjp_jvp_jacobian_hessian():
     assert gg.jacobian(f, has_aux=True)(x)[1] == {"n": 1}
     h, aux = gg.hessian(f, has_aux=True)(x)
     np.testing.assert_allclose(h, np.diag(6 * x))
+
+
+def test_custom_functions_under_jit_with_keywords_and_partial_cotangents():
+    @gg.custom_jvp
+    def div(x, y):
+        return x / y
+
+    @div.defjvp
+    def div_jvp(primals, tangents):
+        (x, y), (x_dot, _) = primals, tangents
+        return div(x, y), div(x_dot, y)  # the rule calls the function on a tangent
+
+    # jit records the row as one call (its printed name is an identifier).
+    np.testing.assert_allclose(gg.jit(lambda x: div(x, 2.0) * 3.0)(np.ones(2)), [1.5, 1.5])
+    assert gg.grad(lambda x: div(x, y=2.0))(1.0) == pytest.approx(0.5)  # keywords
+    assert gg.jit(gg.grad(lambda x: div(x, 4.0)))(1.0) == pytest.approx(0.25)
+
+    @gg.custom_vjp
+    def f(pair):
+        x, y = pair
+        return x * y
+
+    f.defvjp(lambda pair: (f(pair), pair), lambda res, g: ((g * res[1], None),))
+    gx, gy = gg.grad(f)((2.0, 3.0))
+    assert (gx, gy) == (3.0, 0.0)  # None in bwd's result: zeros for that part
+
+
+def test_nondiff_argnames():
+    @functools.partial(gg.custom_vjp, nondiff_argnames=("scale",))
+    def scaled(x, scale):
+        return x * scale
+
+    scaled.defvjp(lambda x, scale: (x * scale, None), lambda scale, res, g: (g * scale * 10,))
+    assert gg.grad(lambda x: scaled(x, scale=2.0))(1.0) == pytest.approx(20.0)

@@ -20,7 +20,9 @@ reverse mode, forward mode, ``jit`` (which records one call of the function) and
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,13 +51,23 @@ class _Custom:
 
     kind = "custom"
 
-    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = ()):
+    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = (),
+                 nondiff_argnames: Sequence[str] = ()):
         functools.update_wrapper(self, fun)
         self.fun = fun
-        self.nondiff_argnums = tuple(nondiff_argnums)
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(fun)
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            self._signature = None
+        names = list(self._signature.parameters) if self._signature else []
+        by_name = tuple(names.index(n) for n in nondiff_argnames)
+        self.nondiff_argnums = tuple(sorted(set(nondiff_argnums) | set(by_name)))
         self._rows: dict[int, Primitive] = {}
         self._out_trees: dict[tuple, Any] = {}
-        self._name = f"{self.kind}.{getattr(fun, '__qualname__', 'f')}.{next(_names)}"
+        self._plain = 0  # > 0 while a custom_jvp rule is being transposed
+        # A name that is also an identifier (jit prints the row as a call of it).
+        qualname = re.sub(r"\W+", "_", getattr(fun, "__qualname__", "f")).strip("_")
+        self._name = f"{self.kind}_{qualname}_{next(_names)}"
 
     def _run(self, leaves, in_tree, static):
         args = _merge(static, tree_unflatten(in_tree, list(leaves)), self.nondiff_argnums)
@@ -70,12 +82,20 @@ class _Custom:
                 out_leaves, _ = tree_flatten(self._run(leaves, in_tree, static))
                 return out_leaves[out_index]
 
-            row = defprimitive(f"{self._name}.{k}", impl,
+            row = defprimitive(f"{self._name}_{k}", impl,
                                vjp=EveryArgument(self._vjp_rule), jvp=self._jvp_rule)
             self._rows[k] = row
         return row
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:  # keyword arguments become positional, as JAX resolves them
+            if self._signature is None:  # pragma: no cover
+                raise TypeError(f"{self.__name__} takes positional arguments only")
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = bound.args
+        if self._plain:
+            return self.fun(*args)
         static, dynamic = _split_static(args, self.nondiff_argnums)
         leaves, in_tree = tree_flatten(dynamic)
         if not any(_is_traced(x) for x in leaves):
@@ -126,8 +146,9 @@ class custom_vjp(_Custom):  # noqa: N801 - JAX's name
 
     kind = "custom_vjp"
 
-    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = ()):
-        super().__init__(fun, nondiff_argnums)
+    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = (),
+                 nondiff_argnames: Sequence[str] = ()):
+        super().__init__(fun, nondiff_argnums, nondiff_argnames)
         self.fwd: Callable | None = None
         self.bwd: Callable | None = None
 
@@ -158,22 +179,35 @@ class custom_vjp(_Custom):  # noqa: N801 - JAX's name
 
 
 def _flatten_like(cts: Sequence, dynamic: Sequence, name: str) -> list:
-    """The cotangents returned by bwd, one per leaf of the arguments (None kept)."""
+    """The cotangents returned by bwd, one per leaf of the arguments; None (for a whole
+    argument or any part of one) stands for zeros."""
     if len(cts) != len(dynamic):
         raise TypeError(f"the bwd rule of {name} returned {len(cts)} cotangents for "
                         f"{len(dynamic)} arguments")
-    out = []
+    out: list = []
     for ct, arg in zip(cts, dynamic, strict=True):
-        n = len(tree_flatten(arg)[0])
-        if ct is None:
-            out.extend([None] * n)
-            continue
-        leaves = tree_flatten(ct)[0]
-        if len(leaves) != n:
-            raise TypeError(f"the bwd rule of {name} returned a cotangent with {len(leaves)} "
-                            f"leaves for an argument with {n}")
-        out.extend(leaves)
+        _match(ct, arg, out, name)
     return out
+
+
+def _match(ct: Any, arg: Any, out: list, name: str) -> None:
+    leaves, tree = tree_flatten(arg)
+    if ct is None:
+        out.extend([None] * len(leaves))
+    elif tree.node is None:
+        out.append(ct)
+    elif isinstance(arg, dict):
+        if not isinstance(ct, dict) or set(ct) != set(arg):
+            raise TypeError(f"the bwd rule of {name} returned {type(ct).__name__} where the "
+                            f"argument is a dict with keys {sorted(arg)}")
+        for key in arg:  # the order tree_flatten uses: the dict's own
+            _match(ct[key], arg[key], out, name)
+    else:
+        if not isinstance(ct, tuple | list) or len(ct) != len(arg):
+            raise TypeError(f"the bwd rule of {name} returned a cotangent of structure "
+                            f"{type(ct).__name__} for an argument of structure {tree}")
+        for c, a in zip(ct, arg, strict=True):
+            _match(c, a, out, name)
 
 
 class custom_jvp(_Custom):  # noqa: N801 - JAX's name
@@ -194,8 +228,9 @@ class custom_jvp(_Custom):  # noqa: N801 - JAX's name
 
     kind = "custom_jvp"
 
-    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = ()):
-        super().__init__(fun, nondiff_argnums)
+    def __init__(self, fun: Callable, nondiff_argnums: Sequence[int] = (),
+                 nondiff_argnames: Sequence[str] = ()):
+        super().__init__(fun, nondiff_argnums, nondiff_argnames)
         self.rule: Callable | None = None
 
     def defjvp(self, rule: Callable) -> Callable:
@@ -243,7 +278,13 @@ class custom_jvp(_Custom):  # noqa: N801 - JAX's name
                 ts[i] = t_i
                 return self._tangent_out(ts, leaves, in_tree, static, out_index)
 
-            _, pull = vjp(push, zeros_like(leaves[i]))
+            # While the rule runs for its transpose, calls of this function inside it run
+            # the plain function (linear in the tangent there), not the row again.
+            self._plain += 1
+            try:
+                _, pull = vjp(push, zeros_like(leaves[i]))
+            finally:
+                self._plain -= 1
             return pull(g)[0]
 
         return rule
