@@ -120,7 +120,7 @@ def test_out_of_core_logistic_regression_and_mlp():
             dd.Client(cluster):
         model = LogisticRegression(d)
         opt = gg.optim.SGD(model.parameters(), lr=1.0)
-        h = gg.nn.fit(model, X, y, gg.nn.binary_cross_entropy_with_logits, opt, epochs=3,
+        h = gg.nn.fit(model, X, y, gg.nn.binary_cross_entropy_with_logits, opt, epochs=2,
                       batch_size=None, shuffle=False)
         assert h.loss[-1] < h.loss[0]
         net = gg.nn.MLP([d, 16, 16, 1], rng=0)  # the seed's network, widened to d inputs
