@@ -32,16 +32,20 @@ class TrainStep:
     True
     >>> "np.matmul" in step.source(x, y)
     True
+
+    ``backend="numba"`` compiles the program with ``gg.jit``'s Numba backend (the optional
+    extra ``fast``): runs of elementwise operations become compiled loops.
     """
 
-    def __init__(self, model: Module, loss: Callable[[Any, Any], Any], optimizer: Optimizer):
+    def __init__(self, model: Module, loss: Callable[[Any, Any], Any], optimizer: Optimizer,
+                 backend: str = "numpy"):
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
         named = list(model.named_parameters())
         self._names = [name for name, _ in named]
         self._params = [param for _, param in named]
-        self._program = jit(value_and_grad(self._objective))
+        self._program = jit(value_and_grad(self._objective), backend=backend)
         self._runs: dict[tuple, Callable] = {}
 
     def _objective(self, values: list, x: Any, y: Any) -> Any:
@@ -54,7 +58,7 @@ class TrainStep:
             from .distributed import loss_and_grads
 
             return loss_and_grads(self.model, self.loss, x, y)
-        values = [p.data for p in self._params]
+        values = [p._value for p in self._params]
         if not (backend.is_numpy_array(x) and backend.is_numpy_array(y)):
             value, grads = self._program(values, x, y)
             return float(value), grads
@@ -82,4 +86,4 @@ class TrainStep:
 
     def source(self, x: Any, y: Any) -> str:
         """The NumPy program that computes the loss and the gradients for such a batch."""
-        return self._program.source([p.data for p in self._params], x, y)
+        return self._program.source([p._value for p in self._params], x, y)
