@@ -128,3 +128,26 @@ def test_out_of_core_logistic_regression_and_mlp():
         h = gg.nn.fit(net, X, y, gg.nn.binary_cross_entropy_with_logits, opt, epochs=2,
                       batch_size=None, shuffle=False)
         assert h.loss[-1] < h.loss[0]
+
+
+def test_value_and_gradient_are_one_small_lazy_graph():
+    # 4e5 x 20 rows: 64 MB of data, generated lazily. The backward pass of mean must
+    # broadcast its cotangent lazily, never embed a constant as long as the data.
+    import pickle
+
+    X, y = _lazy_data(400_000, 20, 50_000, seed=2)
+
+    def loss(w, X, y):
+        z = X @ w
+        return np.mean(np.logaddexp(0.0, z) - y * z)
+
+    value, g = gg.value_and_grad(loss)(np.full(20, 0.1), X, y)
+    assert isinstance(value, da.Array) and isinstance(g, da.Array)
+    graph = {**dict(value.__dask_graph__()), **dict(g.__dask_graph__())}
+    assert len(pickle.dumps(graph)) < 200_000
+    with dask.config.set(scheduler="synchronous"):
+        v, gv = dask.compute(value, g)
+    Xn, yn = dask.compute(X, y, scheduler="synchronous")
+    want_v, want_g = gg.value_and_grad(loss)(np.full(20, 0.1), Xn, yn)
+    np.testing.assert_allclose(v, want_v, rtol=1e-12)
+    np.testing.assert_allclose(gv, want_g, rtol=1e-10)
