@@ -328,6 +328,10 @@ def test_an_array_type_that_cannot_be_kept_is_refused_by_name():
         gg.grad(lambda w: np.sum(w * w))(Opaque())
     with pytest.raises(TypeError, match="Opaque"):
         gg.jit(lambda w: w * 2.0)(Opaque())
+    with pytest.raises(TypeError, match="Opaque"):
+        gg.trace(lambda w: w * 2.0)(Opaque())
+    with pytest.raises(TypeError, match="Opaque"):
+        gg.tensor(Opaque())
 
 
 def test_the_strict_stand_in_refuses_implicit_conversion():

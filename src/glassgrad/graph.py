@@ -592,6 +592,7 @@ def _float_value(x: Any) -> Any:
         x = x._value
     if isinstance(x, bool | np.bool_) or isinstance(x, Traced):
         return None
+    backend.refuse_unkept(x, "an argument of trace")
     if isinstance(x, int | np.integer):
         return np.float64(x)
     if isinstance(x, float | np.floating) or (
