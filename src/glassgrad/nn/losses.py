@@ -161,16 +161,20 @@ binary_cross_entropy.reduction = "mean"  # type: ignore[attr-defined]
 
 def binary_cross_entropy_with_logits(logits: Any, targets: Any) -> Any:
     """``binary_cross_entropy(sigmoid(z), t)`` computed stably from the logits ``z``:
-    ``mean(max(z, 0) - z t + log(1 + exp(-|z|)))``, finite for any ``z``.
+    ``mean(log(1 + exp(z)) - z t)``, with ``logaddexp(0, z)`` for the first term, finite
+    for any ``z`` and smooth everywhere (its gradient is ``sigmoid(z) - t``, also at
+    ``z = 0``, where a form with ``max(z, 0)`` and ``|z|`` would meet two kinks).
 
     >>> import numpy as np, glassgrad as gg
     >>> float(gg.nn.binary_cross_entropy_with_logits(np.array([1000.0]), np.array([0.0])))
     1000.0
+    >>> float(gg.grad(lambda z: gg.nn.binary_cross_entropy_with_logits(z, np.ones(1)))(
+    ...     np.zeros(1))[0])
+    -0.5
     """
     targets = _target(targets)
     _check_same_shape("binary_cross_entropy_with_logits", logits, targets)
-    softplus = R.log1p(R.exp(R.neg(R.abs_(logits))))
-    terms = R.add(R.sub(R.relu(logits), R.mul(logits, targets)), softplus)
+    terms = R.sub(np.logaddexp(0.0, logits), R.mul(logits, targets))
     return R.mean(terms, axis=None, keepdims=False)
 
 
