@@ -225,8 +225,11 @@ class ArrayMethods(Traced):
             return self._unusual_ufunc(ufunc, method, inputs, kwargs)
         if kwargs:
             _ops.no_out(ufunc.__name__, kwargs)
-        if len(inputs) == 1 and type(op) is Primitive:
-            return self._process(op, inputs, _NO_PARAMS)  # self is the only input
+        if type(op) is Primitive:
+            if len(inputs) == 1:
+                return self._process(op, inputs, _NO_PARAMS)  # self is the only input
+            if len(inputs) == 2:
+                return _binary(op, *inputs)
         return op(*[backend.as_constant(x) for x in inputs])
 
     def _unusual_ufunc(self, ufunc, method, inputs, kwargs):

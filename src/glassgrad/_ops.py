@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from . import _backend as backend
-from . import _primitive
 from . import _rules as R
 from ._backend import dtype_of, ndim_of, shape_of
-from ._primitive import PRIMITIVES, Primitive
+from ._primitive import PRIMITIVES, Primitive, _Registry
 from ._rules import normalize_axis
 
 # NumPy callable -> a function of the same signature made of primitives.
@@ -44,21 +43,26 @@ _table_cache: tuple[Any, dict] = (None, {})
 def dispatch_table() -> dict[Callable[..., Any], Primitive | Callable[..., Any]]:
     """NumPy callable -> primitive or composite, derived from the rule table's rows.
 
-    Rebuilt whenever a primitive is registered or removed, so a new row (built in or
-    through ``gg.extend``) is reachable from NumPy at once.
+    Rebuilt whenever the table changes (a row registered or removed, built in or through
+    ``gg.extend``), so a new row is reachable from NumPy at once. Every NumPy call on a
+    traced value asks, so the common case is one comparison.
     """
+    version, table = _table_cache
+    if version == _Registry.version and (_SCIPY_DONE or "scipy.special" not in sys.modules):
+        return table
+    return _rebuilt_table()
+
+
+def _rebuilt_table() -> dict[Callable[..., Any], Primitive | Callable[..., Any]]:
     global _table_cache
-    if not _SCIPY_DONE:
-        _scipy_rows()
-    key = _primitive.registry_version()
-    if _table_cache[0] != key:
-        table: dict = {}
-        for prim in PRIMITIVES.values():
-            for f in prim.numpy:
-                table[f] = prim
-        table.update(_COMPOSITES)
-        _table_cache = (key, table)
-    return _table_cache[1]
+    _scipy_rows()
+    table: dict = {}
+    for prim in PRIMITIVES.values():
+        for f in prim.numpy:
+            table[f] = prim
+    table.update(_COMPOSITES)
+    _table_cache = (_Registry.version, table)
+    return table
 
 
 def unsupported(func: Any) -> TypeError:

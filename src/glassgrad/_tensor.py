@@ -465,37 +465,48 @@ def _eager_node(prim: Primitive, args: tuple, vals: Any, params: dict, ans: Any,
     VJP rules read (``residuals``), and the versions of the eager arrays kept."""
     entry = _RESIDUALS.get(prim)
     if entry is None or entry[0] is not prim.vjps:
-        reads_ans, keep = residuals(prim)
-        entry = _RESIDUALS[prim] = (prim.vjps, reads_ans, keep,
-                                    keep is None or 0 in keep, keep is None or 1 in keep)
-    saved: Any = ()
-    if len(args) <= 2:  # unrolled: the hot path
-        keep_x = entry[3]
-        x = args[0]
+        entry = _residual_plan(prim)
+    _, reads_ans, keep, keep_x, keep_y = entry
+    n = len(args)
+    if n == 1:  # unrolled: the hot path
+        if keep_x:
+            x = args[0]
+            saved: Any = (((x._cell, x._cell[0]), (cell, 0)) if reads_ans
+                          else ((x._cell, x._cell[0]),))
+        else:
+            vals = _NOTHING
+            saved = ((cell, 0),) if reads_ans else ()
+    elif n == 2:
+        x, y = args
+        saved = ()
         if keep_x and type(x) is Tensor and not x._level:
             saved = ((x._cell, x._cell[0]),)
-        if len(args) == 1:
-            if not keep_x:
-                vals = (None,)
-        else:
-            y = args[1]
-            keep_y = entry[4]
-            if keep_y and type(y) is Tensor and not y._level:
-                saved += ((y._cell, y._cell[0]),)
-            if not (keep_x and keep_y):
-                vals = (vals[0] if keep_x else None, vals[1] if keep_y else None)
+        if keep_y and type(y) is Tensor and not y._level:
+            saved += ((y._cell, y._cell[0]),)
+        if not (keep_x and keep_y):
+            vals = (vals[0] if keep_x else None, vals[1] if keep_y else None)
+        if reads_ans:
+            saved += ((cell, 0),)
     else:
-        keep = entry[2]
+        saved = ()
         if keep is not None:
             vals = tuple([v if i in keep else None for i, v in enumerate(vals)])
         for i, a in enumerate(args):
             if type(a) is Tensor and not a._level and (keep is None or i in keep):
                 saved += ((a._cell, a._cell[0]),)
-    if entry[1]:
-        saved += ((cell, 0),)
-    else:
-        ans = None
-    return _new_node(Node, (prim, vals, params, ans, parents, saved))
+        if reads_ans:
+            saved += ((cell, 0),)
+    return _new_node(Node, (prim, vals, params, ans if reads_ans else None, parents, saved))
+
+
+_NOTHING = (None,)
+
+
+def _residual_plan(prim: Primitive) -> tuple:
+    reads_ans, keep = residuals(prim)
+    entry = _RESIDUALS[prim] = (prim.vjps, reads_ans, keep,
+                                keep is None or 0 in keep, keep is None or 1 in keep)
+    return entry
 
 
 _RESIDUALS: dict[Primitive, tuple] = {}
