@@ -23,6 +23,7 @@ from glassgrad._primitive import PRIMITIVES, Examples
 
 sys.path.insert(0, str(Path(__file__).parent))
 from strict_array import StrictArray, strict  # noqa: E402
+from test_rules import bind  # noqa: E402
 
 
 def _cupy():
@@ -149,16 +150,6 @@ def _convert(args, to):
     return [to(a) if isinstance(a, np.ndarray | np.generic) else a for a in args]
 
 
-def _bind(prim, args, params, argnums):
-    def f(*diff):
-        full = list(args)
-        for i, d in zip(argnums, diff, strict=True):
-            full[i] = d
-        return prim(*full, **params)
-
-    return f
-
-
 def _close(got, want, xp):
     assert isinstance(got, xp.kind), f"{type(got).__name__} is not a {xp.name} array"
     np.testing.assert_allclose(xp.host(got), want, rtol=1e-10, atol=1e-12)
@@ -176,14 +167,14 @@ def test_rule_table_vjp_and_jvp_on_each_backend(other_xp, name, k):
     argnums = _argnums(prim, args)
     rng = np.random.default_rng(k)
     primals = [np.asarray(args[i], dtype=float) for i in argnums]
-    ref_out, ref_pull = gg.vjp(_bind(prim, args, params, argnums), *primals)
+    ref_out, ref_pull = gg.vjp(bind(prim, args, params, argnums), *primals)
     w = rng.normal(size=np.shape(ref_out))
     tangents = [rng.normal(size=np.shape(p)) for p in primals]
     ref_grads = ref_pull(w)
-    ref_t = gg.jvp(_bind(prim, args, params, argnums), primals, tangents)[1]
+    ref_t = gg.jvp(bind(prim, args, params, argnums), primals, tangents)[1]
 
     dev_args = _convert(list(args), xp.to)
-    f = _bind(prim, dev_args, params, argnums)
+    f = bind(prim, dev_args, params, argnums)
     dev_primals = [xp.to(p) for p in primals]
     if reason is not None:
         _fails_loudly(lambda: (gg.vjp(f, *dev_primals)[1](xp.to(w)),
