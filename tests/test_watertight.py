@@ -128,7 +128,10 @@ def _loss_and_weight():
     lambda w: np.copyto(w.data, 0.0),
     lambda w: w.data.fill(3.0),
     lambda w: w.detach().__iadd__(1.0),
-], ids=["setitem", "isub", "copyto", "fill", "detached"])
+    lambda w: w.data.put([0], 3.0),
+    lambda w: np.add.at(w.data, [0], 1.0),
+    lambda w: w.data[:1].__setitem__(0, 9.0),
+], ids=["setitem", "isub", "copyto", "fill", "detached", "put", "ufunc.at", "view"])
 def test_backward_after_an_in_place_change_raises_naming_the_operation(change):
     loss, w = _loss_and_weight()
     change(w)

@@ -67,6 +67,14 @@ class WatchedArray(np.ndarray):
         self._bump()
         np.ndarray.sort(self.view(np.ndarray), *args, **kwargs)
 
+    def partition(self, *args: Any, **kwargs: Any) -> None:
+        self._bump()
+        np.ndarray.partition(self.view(np.ndarray), *args, **kwargs)
+
+    def put(self, *args: Any, **kwargs: Any) -> None:
+        self._bump()
+        np.ndarray.put(self.view(np.ndarray), *args, **kwargs)
+
     def copy(self, order: str = "C") -> np.ndarray:
         return np.array(self.view(np.ndarray), order=order, copy=True)
 
@@ -74,6 +82,8 @@ class WatchedArray(np.ndarray):
         return self.view(np.ndarray).astype(*args, **kwargs)
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if method == "at" and isinstance(inputs[0], WatchedArray):  # np.add.at(a, i, v)
+            inputs[0]._bump()
         inputs = tuple(_plain(x) for x in inputs)
         if out is not None:
             for o in out:
