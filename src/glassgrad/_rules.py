@@ -23,7 +23,6 @@ import numpy as np
 
 from . import _backend as backend
 from . import _batch_rules as B
-from ._backend import concrete as raw  # noqa: F401 - an old name, kept for importers
 from ._backend import dtype_of, float_dtype, ndim_of, shape_of, zeros_like
 from ._primitive import PRIMITIVES, Examples, Primitive, SourceCall, register
 

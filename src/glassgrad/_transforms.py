@@ -15,11 +15,13 @@ import numpy as np
 
 from . import _backend as backend
 from . import _ops
+from ._backend import concrete as raw
+from ._backend import dtype_of, shape_of
 from ._batching import vmap
 from ._forward import Dual, push_tangents
 from ._primitive import Traced, new_level
 from ._pytree import TreeDef, flatten_up_to, leaf_paths, tree_flatten, tree_map, tree_unflatten
-from ._rules import astype, dtype_of, raw, shape_of
+from ._rules import astype
 from ._tensor import Tensor, backprop, toposort
 
 Argnums = int | Sequence[int]

@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from ._backend import concrete as raw
+from ._backend import dtype_of, shape_of
 from ._primitive import Traced
-from ._rules import dtype_of, raw, shape_of
 from ._transforms import jacobian, jvp, vjp
 from ._variables import (
     Term,

@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 
 from . import _backend as backend
+from ._backend import concrete as raw
 from ._primitive import Traced, new_level
 from ._pytree import flatten, leaf_paths, unflatten
-from ._rules import raw, sum_to
+from ._rules import sum_to
 from ._tensor import Tensor, backprop, toposort
 
 __all__ = ["Graph", "GraphEdge", "GraphNode", "Repeat", "trace"]

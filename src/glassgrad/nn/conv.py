@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend as backend
 from .. import _rules as R
 from .._tensor import Tensor
 from ._primitives import out_size, unfold
@@ -33,7 +34,7 @@ def _tuple(value: int | tuple[int, ...], d: int, name: str, minimum: int) -> tup
 
 def _batched(x: Any, d: int, channels: int | None, layer: Module) -> tuple[Any, bool]:
     """``x`` with a batch axis (added if missing, as PyTorch accepts), after checking it."""
-    shape = R.shape_of(x)
+    shape = backend.shape_of(x)
     names = ("N", "C", "L") if d == 1 else ("N", "C", "H", "W")
     if len(shape) not in (d + 1, d + 2) or (channels is not None and shape[-d - 1] != channels):
         want = f"({', '.join(names)})" + (f" with C = {channels}" if channels else "")
@@ -72,7 +73,7 @@ class _ConvNd(Module):
     def forward(self, x: Any) -> Any:
         d = self._d
         x, added = _batched(x, d, self.in_channels, self)
-        shape = R.shape_of(x)
+        shape = backend.shape_of(x)
         out_shape = tuple(out_size(n, k, s, p) for n, k, s, p in zip(
             shape[2:], self.kernel_size, self.stride, self.padding, strict=True))
         rows = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=self.padding)
@@ -83,7 +84,7 @@ class _ConvNd(Module):
             y = R.add(y, self.bias)
         y = R.reshape(y, shape=(shape[0], *out_shape, self.out_channels))
         y = R.transpose(y, axes=(0, d + 1, *range(1, d + 1)))  # a view: memory stays NHWC
-        return R.reshape(y, shape=R.shape_of(y)[1:]) if added else y
+        return R.reshape(y, shape=backend.shape_of(y)[1:]) if added else y
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -136,7 +137,7 @@ class _Pool2d(Module):
 
     def forward(self, x: Any) -> Any:
         x, added = _batched(x, 2, None, self)
-        n, c, h, w = R.shape_of(x)
+        n, c, h, w = backend.shape_of(x)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
         # channels last: after a convolution that is the memory order, so these are views
@@ -152,7 +153,7 @@ class _Pool2d(Module):
             rows = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=(0, 0))
             y = self._reduce(R.reshape(rows, shape=(n, oh, ow, kh * kw, c)), axis=(3,))
         y = R.transpose(y, axes=(0, 3, 1, 2))
-        return R.reshape(y, shape=R.shape_of(y)[1:]) if added else y
+        return R.reshape(y, shape=backend.shape_of(y)[1:]) if added else y
 
     def _pad(self, x: Any) -> Any:
         return x
@@ -179,10 +180,10 @@ class MaxPool2d(_Pool2d):
     """
 
     def _pad(self, x: Any) -> Any:
-        (ph, pw), dtype = self.padding, R.dtype_of(x)
+        (ph, pw), dtype = self.padding, backend.dtype_of(x)
         for axis, p in ((1, ph), (2, pw)):  # x is channels last here
             if p:
-                shape = list(R.shape_of(x))
+                shape = list(backend.shape_of(x))
                 shape[axis] = p
                 edge = np.full(shape, -np.inf, dtype=dtype)
                 x = R.concatenate(edge, x, edge, axis=axis)
@@ -205,13 +206,13 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: Any) -> Any:
         if any(self.padding):
             x, added = _batched(x, 2, None, self)
-            n, c, h, w = R.shape_of(x)
+            n, c, h, w = backend.shape_of(x)
             (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
             oh, ow = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
             rows = unfold(x, kernel=self.kernel_size, stride=self.stride, padding=self.padding)
             y = R.mean(R.reshape(rows, shape=(n, oh, ow, kh * kw, c)), axis=3, keepdims=False)
             y = R.transpose(y, axes=(0, 3, 1, 2))
-            return R.reshape(y, shape=R.shape_of(y)[1:]) if added else y
+            return R.reshape(y, shape=backend.shape_of(y)[1:]) if added else y
         return super().forward(x)
 
     def _reduce(self, windows: Any, axis: tuple[int, ...]) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend as backend
 from .. import _rules as R
 from .._ops import softmax
 from .._primitive import Traced
@@ -248,7 +249,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, x: Any) -> Any:
-        shape = R.shape_of(x)
+        shape = backend.shape_of(x)
         start, end = self.start_dim % len(shape), self.end_dim % len(shape)
         merged = int(np.prod(shape[start:end + 1]))
         return R.reshape(x, shape=(*shape[:start], merged, *shape[end + 1:]))
@@ -284,13 +285,13 @@ class Dropout(Module):
     def forward(self, x: Any) -> Any:
         if not self.training or self.p == 0.0:
             return x
-        if isinstance(R.raw(x), Traced):
+        if isinstance(backend.concrete(x), Traced):
             raise TypeError("Dropout in training mode inside gg.jit (TrainStep, fit(jit=True)) "
                             "or gg.vmap would replay one random mask at every step or share it "
                             "across examples; train it eagerly, or call .eval() on the model "
                             "to compile it without dropout")
-        dtype = R.dtype_of(x)
-        keep = self._rng.random(R.shape_of(x)) >= self.p
+        dtype = backend.dtype_of(x)
+        keep = self._rng.random(backend.shape_of(x)) >= self.p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
         return R.mul(x, (keep * scale).astype(dtype))
 
@@ -325,19 +326,19 @@ class Embedding(Module):
 
     def forward(self, indices: Any) -> Any:
         idx = indices.data if isinstance(indices, Tensor) else indices
-        if not isinstance(R.raw(idx), Traced):  # inside gg.jit only the dtype is known
+        if not isinstance(backend.concrete(idx), Traced):  # inside gg.jit only the dtype is known
             idx = np.asarray(idx)
             if idx.size and (idx.min() < -self.num_embeddings
                              or idx.max() >= self.num_embeddings):
                 raise IndexError(f"Embedding indices must lie in 0..{self.num_embeddings - 1}, "
                                  f"got values from {idx.min()} to {idx.max()}")
-        if not np.issubdtype(R.dtype_of(idx), np.integer):
-            raise TypeError(f"Embedding expects integer indices, got dtype {R.dtype_of(idx)}")
+        if not np.issubdtype(backend.dtype_of(idx), np.integer):
+            raise TypeError(f"Embedding expects integer indices, got dtype {backend.dtype_of(idx)}")
         out = R.getitem(self.weight, index=idx)
         if self.padding_idx is not None:
             # the padding row is a constant: its entries are replaced, so it gets no gradient
             keep = R.not_equal(R.remainder(idx, self.num_embeddings), self.padding_idx)
-            out = R.where(R.reshape(keep, shape=(*R.shape_of(idx), 1)), out, 0.0)
+            out = R.where(R.reshape(keep, shape=(*backend.shape_of(idx), 1)), out, 0.0)
         return out
 
     def extra_repr(self) -> str:

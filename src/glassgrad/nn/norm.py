@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _backend as backend
 from .. import _rules as R
 from .._primitive import Traced
 from .._tensor import Tensor
@@ -49,7 +50,7 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
 
     def forward(self, x: Any) -> Any:
-        shape = R.shape_of(x)
+        shape = backend.shape_of(x)
         if len(shape) not in self._ndims or shape[1] != self.num_features:
             raise ValueError(f"{self!r} expects inputs with {self._ndims[0]} or "
                              f"{self._ndims[-1]} axes and {self.num_features} channels on "
@@ -66,14 +67,14 @@ class _BatchNorm(Module):
         else:
             mean = np.reshape(self.running_mean, channel)
             scale = 1.0 / np.sqrt(np.reshape(self.running_var, channel) + self.eps)
-            y = R.mul(R.sub(x, mean), scale.astype(R.dtype_of(x), copy=False))
+            y = R.mul(R.sub(x, mean), scale.astype(backend.dtype_of(x), copy=False))
         if self.affine:
             y = R.add(R.mul(y, R.reshape(self.weight, shape=channel)),
                       R.reshape(self.bias, shape=channel))
         return y
 
     def _update_running(self, mean: Any, var: Any, n: int) -> None:
-        mean, var = R.raw(mean), R.raw(var)
+        mean, var = backend.concrete(mean), backend.concrete(var)
         if isinstance(mean, Traced):
             raise TypeError(f"{type(self).__name__} in training mode inside gg.jit (TrainStep, "
                             "fit(jit=True)) or gg.vmap cannot update its running statistics; "
@@ -144,7 +145,7 @@ class LayerNorm(Module):
                      if elementwise_affine and bias else None)
 
     def forward(self, x: Any) -> Any:
-        shape, k = R.shape_of(x), len(self.normalized_shape)
+        shape, k = backend.shape_of(x), len(self.normalized_shape)
         if tuple(shape[len(shape) - k:]) != self.normalized_shape:
             raise ValueError(f"{self!r} expects inputs ending in {self.normalized_shape}, "
                              f"got shape {shape}")
